@@ -1,0 +1,300 @@
+"""The ``qwen2_5_vl_vreason`` lmms-eval backend: a thin adapter around :func:`lmms_vreason.decode.decode`.
+
+It turns lmms-eval chat requests into Qwen2.5-VL processor inputs (the same media pipeline as
+lmms-eval's own ``qwen2_5_vl`` backend), runs our decode loop, and returns ``GenerationResult``s.
+Differences from the built-in backend, on purpose: ``until``/``top_k``/``do_sample`` are honoured and
+unknown generation kwargs are errors; unknown model arguments fail at start-up naming the valid
+ones; a sample whose video cannot be read fails alone (a marked response) instead of the run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import torch
+from loguru import logger
+from tqdm import tqdm
+
+from lmms_eval import utils as lmms_utils
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
+from lmms_eval.api.model import lmms
+from lmms_eval.protocol import ChatMessages
+from lmms_vreason.config import ArgumentError, BackendArgs, parse_model_args
+from lmms_vreason.decode import DecodeOutput, decode
+from lmms_vreason.errors import MEDIA_ERROR_PREFIX, MediaError
+from lmms_vreason.media import FrameSettings, load_visuals
+from lmms_vreason.qwen import QwenVLDecoder
+from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.telemetry import SampleTrace, TelemetryWriter
+
+_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+def output_path_from_argv(argv: Sequence[str]) -> str | None:
+    """The ``--output_path`` of the running lmms-eval command, if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--output_path" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--output_path="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+class StopStrings:
+    """Per-sample ``until`` test on generated ids: decodes only the tail that could hold a match."""
+
+    def __init__(self, tokenizer: Any, until: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.until = tuple(until)
+        self.window = max((len(s) for s in self.until), default=0) + 4
+
+    def __call__(self, ids: Sequence[int]) -> bool:
+        tail = self.tokenizer.decode(list(ids[-self.window :]), skip_special_tokens=True)
+        return any(s in tail for s in self.until)
+
+    def cut(self, text: str) -> str:
+        """``text`` up to the first occurrence of any stop string."""
+        ends = [i for i in (text.find(s) for s in self.until) if i >= 0]
+        return text[: min(ends)] if ends else text
+
+
+class Qwen2_5_VL_VReason(lmms):
+    """Qwen2.5-VL with V-Reason inference-time optimisation (``--model qwen2_5_vl_vreason``)."""
+
+    is_simple = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.args: BackendArgs = parse_model_args(kwargs)
+        values = self.args.values
+        self.vreason = self.args.vreason
+        self.batch_size_per_gpu = int(values["batch_size"])
+        if self.vreason.controls and self.batch_size_per_gpu > 1:
+            raise ArgumentError("vreason=true needs batch_size=1 (batched V-Reason is not supported yet)")
+        self.telemetry_dir = values["telemetry_dir"] or output_path_from_argv(sys.argv)
+        if values["telemetry"] and not self.telemetry_dir:
+            raise ArgumentError("telemetry=true needs telemetry_dir=... or lmms-eval's --output_path")
+
+        from accelerate import Accelerator
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        accelerator = Accelerator()
+        self.accelerator = accelerator
+        if accelerator.num_processes > 1:
+            self._device = torch.device(f"cuda:{accelerator.local_process_index}")
+            device_map: Any = str(self._device)
+            self._rank, self._world_size = accelerator.local_process_index, accelerator.num_processes
+        else:
+            self._device = torch.device(values["device"])
+            device_map = values["device_map"] or values["device"]
+            self._rank, self._world_size = 0, 1
+        load_kwargs: dict[str, Any] = {"dtype": _DTYPES[values["dtype"]], "device_map": device_map}
+        if values["attn_implementation"] is not None:
+            load_kwargs["attn_implementation"] = values["attn_implementation"]
+        self._model = Qwen2_5_VLForConditionalGeneration.from_pretrained(values["pretrained"], **load_kwargs).eval()
+        self.processor = AutoProcessor.from_pretrained(
+            values["pretrained"], max_pixels=values["max_pixels"], min_pixels=values["min_pixels"]
+        )
+        self._tokenizer = self.processor.tokenizer
+        self.decoder = QwenVLDecoder(self._model)
+        self.frames = FrameSettings(
+            nframes=values["nframes"], fps=values["fps"], max_pixels=values["max_pixels"], min_pixels=values["min_pixels"]
+        )
+        eos = self._model.generation_config.eos_token_id
+        self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
+        pad = self._tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
+        self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
+        self.telemetry = (
+            TelemetryWriter(self.telemetry_dir, self._rank) if values["telemetry"] and self.telemetry_dir else None
+        )
+        self.media_failures = 0
+        if self._rank == 0:
+            logger.info(f"qwen2_5_vl_vreason: {self.vreason} frames={self.frames}")
+
+    # lmms-eval's model interface -------------------------------------------------------------
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.eos_token_ids[0]
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError("qwen2_5_vl_vreason only generates (generate_until tasks)")
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError("qwen2_5_vl_vreason does not support multi-round generation")
+
+    # generation -------------------------------------------------------------------------------
+    def _messages(self, doc_to_messages: Any, doc_id: int, task: str, split: str) -> ChatMessages:
+        raw = doc_to_messages(self.task_dict[task][split][doc_id])
+        if self.args["system_prompt"]:
+            raw = self._apply_system_prompt(raw, self._resolve_system_prompt(self.args["system_prompt"]))
+        return ChatMessages(messages=raw)
+
+    def _inputs(self, chats: list[ChatMessages]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        hf_messages = [chat.to_hf_messages(video_kwargs=self.frames.video_kwargs()) for chat in chats]
+        texts = [self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in hf_messages]
+        images: list = []
+        videos: list = []
+        metadata: list = []
+        for message in hf_messages:
+            imgs, vids, meta = load_visuals(message)
+            images += imgs or []
+            videos += vids or []
+            metadata += meta or []
+        inputs = self.processor(
+            text=texts,
+            images=images or None,
+            videos=videos or None,
+            video_metadata=metadata or None,
+            padding=True,
+            padding_side="left" if len(chats) > 1 else "right",
+            return_tensors="pt",
+        )
+        return dict(inputs), texts
+
+    def _seeded_generator(self, doc_id: int) -> torch.Generator:
+        gen = torch.Generator(device=self.decoder.device)
+        gen.manual_seed(int(self.args["seed"]) * 1_000_003 + int(doc_id))
+        return gen
+
+    def _run_batch(
+        self, chats: list[ChatMessages], settings: GenerationSettings, doc_ids: Sequence[int]
+    ) -> tuple[DecodeOutput, dict[str, torch.Tensor], float | None]:
+        inputs, _ = self._inputs(chats)
+        device = self.decoder.device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        out = decode(
+            self.decoder,
+            inputs,
+            settings,
+            self.vreason,
+            eos_token_ids=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            stop=StopStrings(self._tokenizer, settings.until) if settings.until else None,
+            generator=self._seeded_generator(doc_ids[0]) if settings.do_sample else None,
+            track_entropy=self.telemetry is not None,
+        )
+        peak = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+        return out, inputs, peak
+
+    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
+        results: list[GenerationResult] = []
+        collator = lmms_utils.Collator(
+            [req.args for req in requests], lambda x: (x[3], x[3]), group_fn=lambda x: x[2], grouping=True
+        )
+        bar = tqdm(total=len(requests), disable=self._rank != 0, desc="V-Reason decoding" if self.vreason.controls else "Decoding")
+        tokens_out, started = 0, time.perf_counter()
+        for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
+            _, doc_to_messages, all_gen_kwargs, doc_ids, tasks, splits = zip(*chunk)
+            try:
+                settings = GenerationSettings.from_gen_kwargs(all_gen_kwargs[0])
+            except ValueError as exc:
+                raise ValueError(f"task {tasks[0]}: {exc}") from exc
+            chats = [self._messages(f, d, t, s) for f, d, t, s in zip(doc_to_messages, doc_ids, tasks, splits)]
+            try:
+                out, inputs, peak = self._run_batch(chats, settings, doc_ids)
+            except MediaError as exc:
+                if len(chats) > 1:  # retry alone so only the broken sample fails
+                    batch_results = [self._generate_one(c, settings, d, t) for c, d, t in zip(chats, doc_ids, tasks)]
+                    results.extend(batch_results)
+                    bar.update(len(chats))
+                    continue
+                results.append(self._media_failure(exc, tasks[0], doc_ids[0]))
+                bar.update(1)
+                continue
+            batch_results = self._finish(out, inputs, settings, tasks, doc_ids, peak)
+            tokens_out += sum(r.token_counts.output_tokens or 0 for r in batch_results if r.token_counts)
+            results.extend(batch_results)
+            bar.update(len(chats))
+            bar.set_postfix(tok_s=f"{tokens_out / max(time.perf_counter() - started, 1e-9):.1f}")
+        bar.close()
+        if self.media_failures:
+            logger.warning(f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)")
+        return collator.get_original(results)
+
+    def _generate_one(self, chat: ChatMessages, settings: GenerationSettings, doc_id: int, task: str) -> GenerationResult:
+        try:
+            out, inputs, peak = self._run_batch([chat], settings, [doc_id])
+        except MediaError as exc:
+            return self._media_failure(exc, task, doc_id)
+        return self._finish(out, inputs, settings, [task], [doc_id], peak)[0]
+
+    def _media_failure(self, exc: MediaError, task: str, doc_id: int) -> GenerationResult:
+        self.media_failures += 1
+        logger.error(f"[{task} doc {doc_id}] sample failed: {exc}")
+        if self.telemetry is not None:
+            self.telemetry.write(SampleTrace(task=task, doc_id=int(doc_id), rank=self._rank, run=self.run_label, error=str(exc)))
+        return GenerationResult(text=f"{MEDIA_ERROR_PREFIX}{exc}", token_counts=TokenCounts(output_tokens=0))
+
+    def _finish(
+        self,
+        out: DecodeOutput,
+        inputs: dict[str, torch.Tensor],
+        settings: GenerationSettings,
+        tasks: Sequence[str],
+        doc_ids: Sequence[int],
+        peak: float | None,
+    ) -> list[GenerationResult]:
+        stopper = StopStrings(self._tokenizer, settings.until)
+        mask = inputs.get("attention_mask")
+        results = []
+        for b, ids in enumerate(out.sequences):
+            text = self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            text = stopper.cut(text)
+            n_in = int(mask[b].sum()) if mask is not None else int(inputs["input_ids"].shape[1])
+            results.append(GenerationResult(text=text, token_counts=TokenCounts(input_tokens=n_in, output_tokens=len(ids))))
+            if self.telemetry is not None:
+                self.telemetry.write(self._trace(out, b, tasks[b], doc_ids[b], n_in, len(ids), peak))
+        return results
+
+    def _trace(
+        self, out: DecodeOutput, b: int, task: str, doc_id: int, n_in: int, n_out: int, peak: float | None
+    ) -> SampleTrace:
+        s = out.stats
+        return SampleTrace(
+            task=task,
+            doc_id=int(doc_id),
+            rank=self._rank,
+            run=self.run_label,
+            vreason=self.vreason.controls,
+            lite=self.vreason.prunes,
+            entropy=s.entropy[b, :n_out].tolist(),
+            ema=s.ema[b, :n_out].tolist(),
+            alpha=[int(a) for a in s.alpha[b, :n_out].tolist()],
+            optimized=s.optimized[b, :n_out].tolist(),
+            opt_steps=int(s.opt_steps[b]),
+            skipped_steps=int(s.skipped_steps[b]),
+            video_tokens_before=s.video_tokens_before,
+            video_tokens_after=s.video_tokens_after,
+            input_tokens=n_in,
+            output_tokens=n_out,
+            prefill_s=s.prefill_s,
+            decode_s=s.decode_s,
+            peak_mem_bytes=None if peak is None else int(peak),
+        )

@@ -1,0 +1,47 @@
+"""The six Video-R1 evaluation benchmarks: task names, data files, metric names, Table 1 columns.
+
+One place for the contract between the task pack (``tasks/``), the configs (``model_configs/``)
+and the report tools: a task named here reports the metric named here, in percent (0-100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HUB_DATASET = "Video-R1/Video-R1-eval"
+DATA_ROOT_ENV = "VREASON_EVAL_ROOT"
+"""Environment variable naming a local copy of the evaluation files and videos (overrides the hub)."""
+
+GROUP_TASK = "vreason_bench"
+AVG_METRIC = "avg"
+AVG_WO_MRA_METRIC = "avg_wo_mra"
+PARSE_FAILURE_METRIC = "parse_failure_rate"
+MEDIA_ERROR_METRIC = "media_error_rate"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One of the seven numbers of Table 1 (VSI-Bench contributes two)."""
+
+    key: str
+    label: str
+    task: str
+    metric: str
+    eval_file: str
+    in_avg_wo_mra: bool = True
+
+
+TABLE1_COLUMNS: tuple[Column, ...] = (
+    Column("vsi_acc", "VSI-Bench Acc", "vreason_vsibench_mc", "accuracy", "eval_vsibench.json"),
+    Column("vsi_mra", "VSI-Bench MRA", "vreason_vsibench_mra", "mra", "eval_vsibench.json", in_avg_wo_mra=False),
+    Column("videommmu", "VideoMMMU", "vreason_videommmu", "accuracy", "eval_videommmu.json"),
+    Column("mmvu", "MMVU (mc)", "mmvu", "accuracy", "eval_mmvu.json"),
+    Column("mvbench", "MVBench", "vreason_mvbench", "accuracy", "eval_mvbench.json"),
+    Column("tempcompass", "TempCompass", "vreason_tempcompass", "accuracy", "eval_tempcompass.json"),
+    Column("videomme", "VideoMME (wo sub)", "vreason_videomme", "accuracy", "eval_videomme.json"),
+)
+
+VSI_GROUP_TASK = "vreason_vsibench"
+"""Group over the two VSI-Bench tasks; reports accuracy, mra and their mean (``vsi_mean``)."""
+
+VIDEOMME_DURATION_METRICS = ("accuracy_short", "accuracy_medium", "accuracy_long")

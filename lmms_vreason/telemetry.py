@@ -1,0 +1,81 @@
+"""Per-sample telemetry rows, written as JSONL beside lmms-eval's outputs.
+
+lmms-eval only records token counts; the paper's figures need the entropy dynamics and costs of
+every sample. The decode loop already holds these values on the device; they are copied to the
+host once per sample (never per token), and only when telemetry is on.
+
+File layout: ``<dir>/vreason_telemetry_rank<R>.jsonl``, one :class:`SampleTrace` per line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TELEMETRY_GLOB = "vreason_telemetry_rank*.jsonl"
+
+
+@dataclass
+class SampleTrace:
+    """Everything recorded about one generated sample.
+
+    Per-token lists are indexed by decoding step t-1 (index 0 is the token sampled from the
+    prefill logits). ``alpha`` holds the switch coefficient at every step (0 where no
+    optimisation step ran); ``optimized`` marks the steps where the controller was updated.
+    """
+
+    task: str
+    doc_id: int
+    rank: int = 0
+    run: str = ""
+    vreason: bool = False
+    lite: bool = False
+    entropy: list[float] = field(default_factory=list)
+    ema: list[float] = field(default_factory=list)
+    alpha: list[int] = field(default_factory=list)
+    optimized: list[bool] = field(default_factory=list)
+    opt_steps: int = 0
+    skipped_steps: int = 0
+    video_tokens_before: int = 0
+    video_tokens_after: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    peak_mem_bytes: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> SampleTrace:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+class TelemetryWriter:
+    """Appends :class:`SampleTrace` rows to this rank's JSONL file, flushing each line."""
+
+    def __init__(self, directory: str | Path, rank: int = 0) -> None:
+        self.path = Path(directory) / f"vreason_telemetry_rank{rank}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, trace: SampleTrace) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(trace.to_json() + "\n")
+
+
+def read_traces(path: str | Path) -> Iterator[SampleTrace]:
+    """Rows of one telemetry file, or of every telemetry file below a directory."""
+    path = Path(path)
+    files = sorted(path.rglob(TELEMETRY_GLOB)) if path.is_dir() else [path]
+    for file in files:
+        with file.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield SampleTrace.from_dict(json.loads(line))

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny random-weight Qwen2.5-VL built once per session, and processed inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmms_vreason.tiny import TinySpec, build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small-vocabulary tiny model (fast)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_small"), TinySpec(vocab="small", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_model_dir: Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
+
+
+def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation=attn).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_f64(tiny_model_dir: Path):
+    return load_model(tiny_model_dir, torch.float64)
+
+
+def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, question: str = "What moves?"):
+    """Processor inputs for one synthetic video + question (video first, then text)."""
+    gen = torch.Generator().manual_seed(seed)
+    video = torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8, generator=gen)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    metadata = {"fps": 2.0, "frames_indices": list(range(frames)), "total_num_frames": frames}
+    return dict(
+        processor(
+            text=[text],
+            videos=[video],
+            video_metadata=[metadata],
+            return_tensors="pt",
+            videos_kwargs={"do_sample_frames": False},
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs(tiny_processor):
+    return make_inputs(tiny_processor)

@@ -1,0 +1,110 @@
+"""The ΔV gradient of the cached, last-layer-only path equals autograd through a full uncached forward.
+
+The reference recomputes the whole sequence (prompt + generated tokens) from scratch in float64, with
+the last layer's video values replaced by Eq. 1 through a hook on ``v_proj`` (written here
+independently of the package), and differentiates the last position's entropy with autograd.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmms_vreason.config import VReasonConfig
+from lmms_vreason.decode import decode
+from lmms_vreason.qwen import QwenVLDecoder
+from lmms_vreason.sampling import GenerationSettings
+
+
+class GradRecorder:
+    def __init__(self) -> None:
+        self.records: list[tuple[int, torch.Tensor, torch.Tensor, float, float]] = []
+
+    def on_logits(self, step, logits) -> None:
+        pass
+
+    def on_gradient(self, step, delta, grad, alpha, h) -> None:
+        self.records.append((step, delta, grad, float(alpha[0]), float(h[0])))
+
+
+def _reference_grad(model, inputs, generated, step, delta, alpha, scope_dims):
+    """d(-α H_step)/dΔV by a full forward over prompt + the first step-1 generated tokens."""
+    ids = inputs["input_ids"]
+    full = torch.cat([ids, torch.tensor([generated[: step - 1]])], dim=1)
+    mm = torch.cat([inputs["mm_token_type_ids"], torch.zeros(1, step - 1, dtype=torch.long)], dim=1)
+    video = (ids[0] == model.config.video_token_id).nonzero().flatten()
+    attn = model.model.language_model.layers[-1].self_attn
+    d_leaf = delta.clone().requires_grad_(True)
+
+    def hook(module, args, out):
+        b, length, _ = out.shape
+        v = out.view(b, length, -1, attn.head_dim).transpose(1, 2)  # [B, H, L, D]
+        orig = v[:, :, video, :]
+        shifted = orig + d_leaf
+        ref_norm = orig.pow(2).sum(dim=scope_dims, keepdim=True).sqrt()
+        new = shifted * ref_norm / shifted.pow(2).sum(dim=scope_dims, keepdim=True).sqrt()
+        v = v.clone()
+        v[:, :, video, :] = new
+        return v.transpose(1, 2).reshape(b, length, -1)
+
+    handle = attn.v_proj.register_forward_hook(hook)
+    try:
+        model.model.rope_deltas = None
+        with torch.enable_grad():
+            logits = model(
+                input_ids=full,
+                mm_token_type_ids=mm,
+                pixel_values_videos=inputs["pixel_values_videos"],
+                video_grid_thw=inputs["video_grid_thw"],
+                second_per_grid_ts=inputs["second_per_grid_ts"],
+            ).logits[0, -1]
+            logp = torch.log_softmax(logits, dim=-1)
+            h = -(logp.exp() * logp).sum()
+            (-alpha * h).backward()
+    finally:
+        handle.remove()
+    return d_leaf.grad, float(h.detach())
+
+
+@pytest.mark.parametrize(("scope", "dims"), [("block", (1, 2, 3)), ("head", (2, 3)), ("token", (1, 3))])
+def test_delta_v_gradient_matches_full_autograd(tiny_model_f64, tiny_inputs, scope, dims):
+    rec = GradRecorder()
+    out = decode(
+        QwenVLDecoder(tiny_model_f64),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=9),
+        VReasonConfig(step_size=2, lr=0.05, norm_scope=scope),
+        probe=rec,
+    )
+    assert [r[0] for r in rec.records] == [2, 4, 6, 8]
+    generated = out.sequences[0]
+    for step, delta, grad, alpha, h in rec.records[1:]:  # from the 2nd opt step on, ΔV != 0
+        assert delta.abs().max() > 0
+        ref, ref_h = _reference_grad(tiny_model_f64, tiny_inputs, generated, step, delta, alpha, dims)
+        assert abs(ref_h - h) <= 1e-10 * abs(ref_h)
+        rel = (grad - ref).norm() / ref.norm()
+        assert rel < 1e-8, f"step {step}: relative gradient error {rel:.2e}"
+
+
+def test_no_parameter_gradients_and_no_graph_left(tiny_model, tiny_inputs):
+    out = decode(
+        QwenVLDecoder(tiny_model),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=6),
+        VReasonConfig(step_size=1),
+    )
+    assert int(out.stats.opt_steps[0]) == 5
+    assert all(not p.requires_grad and p.grad is None for p in tiny_model.parameters())
+    assert out.controller is not None and out.controller.delta.grad is None
+    assert out.controller.delta.dtype == torch.float32
+
+
+def test_controller_state_is_float32_for_a_bfloat16_model(tiny_model_dir, tiny_inputs):
+    from conftest import load_model
+
+    model = load_model(tiny_model_dir, torch.bfloat16)
+    out = decode(QwenVLDecoder(model), tiny_inputs, GenerationSettings(max_new_tokens=3), VReasonConfig(step_size=1))
+    ctrl = out.controller
+    assert ctrl is not None and ctrl.delta.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for st in ctrl.optimizer.state.values() for v in st.values() if v.dim())
+    assert int(out.stats.opt_steps[0]) == 2
