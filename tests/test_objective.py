@@ -1,0 +1,131 @@
+"""Entropy, EMA, α and the three objectives; optimiser reset and non-finite skipping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lmms_vreason import decode as decode_module
+from lmms_vreason.config import VReasonConfig
+from lmms_vreason.controller import ValueController
+from lmms_vreason.decode import decode
+from lmms_vreason.objective import EntropyTracker, entropy
+from lmms_vreason.qwen import QwenVLDecoder
+from lmms_vreason.sampling import GenerationSettings
+
+
+def test_entropy_matches_hand_computed_values():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [math.log(3.0), 0.0, -1e9, -1e9]])
+    # uniform over 4 -> log 4 ; p = (3/4, 1/4) -> -(3/4 log 3/4 + 1/4 log 1/4)
+    expected = torch.tensor([math.log(4), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))])
+    torch.testing.assert_close(entropy(logits), expected)
+    assert entropy(logits.bfloat16()).dtype == torch.float32
+
+
+def _run(series, beta=0.5, objective="switch"):
+    tracker = EntropyTracker(1, beta, objective, torch.device("cpu"))
+    emas, alphas = [], []
+    for h in series:
+        ema, alpha = tracker.observe(torch.tensor([h]))
+        emas.append(float(ema[0]))
+        alphas.append(int(alpha[0]))
+    return emas, alphas
+
+
+def test_ema_and_switch_on_hand_made_series():
+    # beta = 0.5: E1 = 1; E2 = .5*1+.5*3 = 2; E3 = .5*2+.5*0 = 1; E4 = .5*1+.5*4 = 2.5; E5 = 1.25 + 1 = 2.25
+    emas, alphas = _run([1.0, 3.0, 0.0, 4.0, 2.0])
+    assert emas == pytest.approx([1.0, 2.0, 1.0, 2.5, 2.25])
+    # alpha_t = +1 iff E_t >= max(E_1..E_{t-1}); t = 1 has none
+    assert alphas == [0, 1, -1, 1, -1]
+
+
+def test_switch_ties_count_as_exploration_and_fixed_objectives():
+    emas, alphas = _run([2.0, 2.0, 2.0], beta=0.9)
+    assert alphas == [0, 1, 1]  # E_t == peak -> +1 (">=")
+    assert _run([1.0, 3.0, 0.0], objective="min_entropy")[1] == [0, -1, -1]
+    assert _run([1.0, 3.0, 0.0], objective="max_entropy")[1] == [0, 1, 1]
+
+
+def test_non_finite_entropy_leaves_ema_unchanged():
+    emas, alphas = _run([1.0, float("nan"), 3.0])
+    assert emas == pytest.approx([1.0, 1.0, 2.0])
+    assert alphas[2] == 1
+
+
+@pytest.mark.parametrize(("objective", "direction"), [("max_entropy", 1), ("min_entropy", -1)])
+def test_each_objective_moves_entropy_in_its_direction(tiny_model, tiny_inputs, objective, direction):
+    """One update on step 2's loss, then step 2 re-run with the new ΔV: H moves the way α says."""
+    from lmms_vreason.objective import switch_loss
+    from lmms_vreason.qwen import PREFILL_ONLY_INPUTS
+
+    dec = QwenVLDecoder(tiny_model)
+    cfg = VReasonConfig(objective=objective, step_size=1, lr=2e-2)
+    ids = tiny_inputs["input_ids"]
+    cache = dec.new_cache()
+    pos = dec.prefill_positions(tiny_inputs)
+    kwargs = {k: tiny_inputs[k] for k in PREFILL_ONLY_INPUTS if tiny_inputs.get(k) is not None}
+    with torch.no_grad():
+        logits = dec.forward(ids, pos, cache, None, **kwargs)
+    layer = dec.controlled_layer(cache)
+    video = dec.video_positions(ids)
+    index = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
+    ctrl = ValueController(layer.values.gather(2, index), video, cfg)
+    layer.controller = ctrl
+    token = logits.argmax(-1)[:, None]
+    pos = pos[..., -1:] + 1
+    layer.differentiable = True
+    h_before = entropy(dec.forward(token, pos, cache, None))
+    alpha = torch.tensor([float(direction)])
+    switch_loss(h_before, alpha).backward()
+    layer.differentiable = False
+    ctrl.clip_and_measure()
+    ctrl.step()
+    ctrl.write_back(layer.values)
+    cache.crop(-1)
+    with torch.no_grad():
+        h_after = entropy(dec.forward(token, pos, cache, None))
+    assert direction * float(h_after - h_before) > 0, (float(h_before), float(h_after))
+
+
+def test_optimiser_state_is_reset_between_samples(tiny_model, tiny_processor):
+    from conftest import make_inputs
+
+    dec = QwenVLDecoder(tiny_model)
+    cfg = VReasonConfig(step_size=1, lr=5e-2)
+    settings = GenerationSettings(max_new_tokens=8)
+    a, b = make_inputs(tiny_processor, seed=1), make_inputs(tiny_processor, seed=2)
+    first = decode(dec, a, settings, cfg)
+    decode(dec, b, settings, cfg)
+    again = decode(dec, a, settings, cfg)
+    assert first.sequences == again.sequences
+    torch.testing.assert_close(first.stats.entropy, again.stats.entropy, rtol=0, atol=0)
+    torch.testing.assert_close(first.controller.delta, again.controller.delta, rtol=0, atol=0)
+    assert first.controller.optimizer is not again.controller.optimizer
+    assert first.controller.optimizer.state[first.controller.delta]["step"] == 7
+
+
+def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, monkeypatch):
+    real_loss = decode_module.switch_loss
+    monkeypatch.setattr(decode_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
+    base = decode(QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), None)
+    out = decode(QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), VReasonConfig(step_size=2))
+    assert int(out.stats.skipped_steps[0]) == 4 == int(out.stats.opt_steps[0])
+    assert out.controller is not None and float(out.controller.delta.abs().max()) == 0.0
+    assert out.sequences == base.sequences
+
+
+def test_clipping_matches_clip_grad_norm(tiny_inputs):
+    torch.manual_seed(0)
+    values = torch.randn(1, 2, 5, 8)
+    ctrl = ValueController(values, torch.arange(5)[None], VReasonConfig(grad_clip=0.5))
+    grad = torch.randn_like(values) * 3
+    ctrl.delta.grad = grad.clone()
+    ctrl.clip_and_measure()
+    ref = torch.zeros_like(values, requires_grad=True)
+    ref.grad = grad.clone()
+    norm = torch.nn.utils.clip_grad_norm_([ref], 0.5)
+    torch.testing.assert_close(ctrl.delta.grad, ref.grad)
+    torch.testing.assert_close(ctrl.grad_norm[0], norm)

@@ -1,0 +1,182 @@
+"""V-Reason (Lite): pruning equals masking, positions continue from the unpruned length, kept set, rescale."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from lmms_vreason.config import VReasonConfig
+from lmms_vreason.controller import ValueController, scope_norm
+from lmms_vreason.decode import decode
+from lmms_vreason.pruning import keep_count, prune_video_tokens
+from lmms_vreason.qwen import PREFILL_ONLY_INPUTS, QwenVLDecoder
+from lmms_vreason.sampling import GenerationSettings
+
+STEPS = 16
+
+
+def _prefill(dec, inputs):
+    cache = dec.new_cache()
+    pos = dec.prefill_positions(inputs)
+    kwargs = {k: inputs[k] for k in PREFILL_ONLY_INPUTS if inputs.get(k) is not None}
+    with torch.no_grad():
+        logits = dec.forward(inputs["input_ids"], pos, cache, None, **kwargs)
+    return cache, pos, logits
+
+
+def _greedy(dec, cache, pos, logits, mask=None, steps=STEPS):
+    """Greedy decode ``steps`` tokens; ``mask`` (2D, over the cache) is extended with ones."""
+    out = [logits]
+    with torch.no_grad():
+        for _ in range(steps - 1):
+            tok = logits.argmax(-1)[:, None]
+            pos = pos[..., -1:] + 1
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+            logits = dec.forward(tok, pos, cache, mask)
+            out.append(logits)
+    return torch.stack(out)
+
+
+def _fixed_delta(values_like: torch.Tensor) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(3)
+    return 0.5 * torch.randn(values_like.shape, generator=gen)
+
+
+@pytest.mark.parametrize("with_delta", [False, True])
+@pytest.mark.parametrize("keep_ratio", [0.5, 0.3])
+def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_delta, keep_ratio):
+    dec = QwenVLDecoder(tiny_model)
+    video = dec.video_positions(tiny_inputs["input_ids"])
+    cfg = VReasonConfig(lite=True, keep_ratio=keep_ratio)
+
+    # Pruned: drop from all layers' caches, controller on the kept positions with the Lite rescale.
+    cache, pos, logits = _prefill(dec, tiny_inputs)
+    pruned = prune_video_tokens(cache, video, keep_ratio)
+    assert pruned.kept_video_positions.shape[1] == keep_count(video.shape[1], keep_ratio) < video.shape[1]
+    if with_delta:
+        layer = dec.controlled_layer(cache)
+        kept = pruned.kept_video_positions
+        idx = kept[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
+        ctrl = ValueController(layer.values.gather(2, idx), kept, cfg, reference_norm=pruned.reference_norm)
+        ctrl.delta.data = _fixed_delta(ctrl.delta)
+        ctrl.write_back(layer.values)
+    got = _greedy(dec, cache, pos, logits)
+
+    # Reference: full cache, dropped positions masked out of attention, same positions.
+    cache_r, pos_r, logits_r = _prefill(dec, tiny_inputs)
+    mask = torch.ones(1, cache_r.get_seq_length(), dtype=torch.long)
+    mask[0, pruned.dropped_positions[0]] = 0
+    if with_delta:
+        layer = dec.controlled_layer(cache_r)
+        kept_orig = pruned.keep_index.gather(1, pruned.kept_video_positions)
+        idx = kept_orig[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
+        vid_idx = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
+        all_norm = layer.values.gather(2, vid_idx).pow(2).sum().sqrt()  # block norm of the unpruned video
+        ref_ctrl = ValueController(layer.values.gather(2, idx), kept_orig, cfg, reference_norm=all_norm.view(1, 1, 1, 1))
+        ref_ctrl.delta.data = _fixed_delta(ref_ctrl.delta)
+        ref_ctrl.write_back(layer.values)
+    want = _greedy(dec, cache_r, pos_r, logits_r, mask)
+
+    assert (got - want).abs().max() < 1e-5
+    # Sensitivity: the pruned cache must differ from the unpruned, unmasked one.
+    cache_u, pos_u, logits_u = _prefill(dec, tiny_inputs)
+    assert (_greedy(dec, cache_u, pos_u, logits_u) - want).abs().max() > 1e-4
+
+
+def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkeypatch):
+    """Every decode step's M-RoPE position is ``original_len + step + rope_delta``, not cache-based."""
+    dec = QwenVLDecoder(tiny_model)
+    seen: list[torch.Tensor] = []
+    forward = dec.forward
+
+    def spy(input_ids, position_ids, cache, attention_mask=None, **kw):
+        seen.append(position_ids.clone())
+        return forward(input_ids, position_ids, cache, attention_mask, **kw)
+
+    monkeypatch.setattr(dec, "forward", spy)
+    decode(dec, tiny_inputs, GenerationSettings(max_new_tokens=5), VReasonConfig(enabled=False, lite=True, prune_only=True))
+    prefill = seen[0]
+    _, rope_delta = tiny_model.model.get_rope_index(
+        tiny_inputs["input_ids"],
+        mm_token_type_ids=tiny_inputs["mm_token_type_ids"],
+        video_grid_thw=tiny_inputs["video_grid_thw"],
+        second_per_grid_ts=tiny_inputs["second_per_grid_ts"],
+    )
+    original_len = tiny_inputs["input_ids"].shape[1]
+    for step, pos in enumerate(seen[1:], start=1):
+        assert pos[1:, 0, 0].tolist() == [original_len + step - 1 + int(rope_delta[0, 0])] * 3
+        assert int(pos[0, 0, 0]) == original_len + step - 1
+    assert prefill.shape[-1] == original_len
+
+
+def test_keep_ratio_one_equals_full_vreason(tiny_model, tiny_inputs):
+    dec = QwenVLDecoder(tiny_model)
+    settings = GenerationSettings(max_new_tokens=12)
+    full = decode(dec, tiny_inputs, settings, VReasonConfig(step_size=2, lr=0.05))
+    lite = decode(dec, tiny_inputs, settings, VReasonConfig(step_size=2, lr=0.05, lite=True, keep_ratio=1.0))
+    assert lite.sequences == full.sequences
+    torch.testing.assert_close(lite.stats.entropy, full.stats.entropy, rtol=0, atol=0)
+    torch.testing.assert_close(lite.controller.delta, full.controller.delta, rtol=0, atol=0)
+
+
+def _hand_cache(values_per_layer: list[torch.Tensor]) -> DynamicCache:
+    cache = DynamicCache()
+    cache.layers = []
+    for v in values_per_layer:
+        layer = DynamicLayer()
+        layer.update(torch.zeros_like(v), v.clone())
+        cache.layers.append(layer)
+    return cache
+
+
+def test_kept_set_is_top_scoring_half_and_rescale_keeps_block_norm():
+    # 2 layers, 1 sample, 2 heads, 10 positions (video at 2..7), head_dim 3.
+    torch.manual_seed(0)
+    layers = [torch.randn(1, 2, 10, 3) * 0.01 for _ in range(2)]
+    video = torch.arange(2, 8)[None]
+    strength = {2: 1.0, 3: 5.0, 4: 2.0, 5: 4.0, 6: 0.5, 7: 3.0}  # position -> value scale
+    for v in layers:
+        for p, s in strength.items():
+            v[0, :, p, :] = s
+    cache = _hand_cache(layers)
+    pruned = prune_video_tokens(cache, video, 0.5)
+    kept_original = pruned.keep_index.gather(1, pruned.kept_video_positions)[0].tolist()
+    assert kept_original == [3, 5, 7]  # the three strongest, in sequence order
+    assert pruned.dropped_positions[0].tolist() == [2, 4, 6]
+    assert pruned.keep_index[0].tolist() == [0, 1, 3, 5, 7, 8, 9]
+    # Score of a token = mean over layers and heads of its value-vector norm = s * sqrt(3).
+    torch.testing.assert_close(pruned.scores[0], torch.tensor([strength[p] for p in range(2, 8)]) * 3**0.5)
+    # Rescale: the controlled kept block has the norm of the *unpruned* video block.
+    unpruned_norm = layers[-1][0, :, 2:8, :].norm()
+    last = cache.layers[-1].values
+    kept = pruned.kept_video_positions
+    idx = kept[:, None, :, None].expand(1, 2, -1, 3)
+    ctrl = ValueController(last.gather(2, idx), kept, VReasonConfig(lite=True), reference_norm=pruned.reference_norm)
+    ctrl.delta.data = torch.randn_like(ctrl.delta)
+    torch.testing.assert_close(ctrl.controlled_values().norm(), unpruned_norm)
+    assert ctrl.controlled_values().norm() > last.gather(2, idx).norm() * 1.01
+
+
+def test_cache_really_shrinks(tiny_model, tiny_inputs):
+    dec = QwenVLDecoder(tiny_model)
+    cache, _, _ = _prefill(dec, tiny_inputs)
+    video = dec.video_positions(tiny_inputs["input_ids"])
+    seq = cache.get_seq_length()
+    pruned = prune_video_tokens(cache, video, 0.5)
+    n_drop = video.shape[1] - keep_count(video.shape[1], 0.5)
+    assert cache.get_seq_length() == seq - n_drop
+    assert all(layer.keys.shape[2] == seq - n_drop == layer.values.shape[2] for layer in cache.layers)
+    assert pruned.kv_bytes_after == pytest.approx(pruned.kv_bytes_before * (seq - n_drop) / seq)
+
+
+def test_lite_decode_reports_video_tokens(tiny_model, tiny_inputs):
+    out = decode(
+        QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=4), VReasonConfig(lite=True, step_size=2)
+    )
+    n = int((tiny_inputs["input_ids"] == tiny_model.config.video_token_id).sum())
+    assert out.stats.video_tokens_before == n
+    assert out.stats.video_tokens_after == keep_count(n, 0.5)
+    assert out.controller is not None and out.controller.delta.shape[2] == keep_count(n, 0.5)
