@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Any
 
 import torch
-from loguru import logger
-from tqdm import tqdm
-
 from lmms_eval import utils as lmms_utils
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
 from lmms_eval.protocol import ChatMessages
+from loguru import logger
+from tqdm import tqdm
+
 from lmms_vreason.config import ArgumentError, BackendArgs, parse_model_args
 from lmms_vreason.decode import DecodeOutput, decode
 from lmms_vreason.errors import MEDIA_ERROR_PREFIX, MediaError
@@ -100,14 +100,19 @@ class Qwen2_5_VL_VReason(lmms):
         load_kwargs: dict[str, Any] = {"dtype": _DTYPES[values["dtype"]], "device_map": device_map}
         if values["attn_implementation"] is not None:
             load_kwargs["attn_implementation"] = values["attn_implementation"]
-        self._model = Qwen2_5_VLForConditionalGeneration.from_pretrained(values["pretrained"], **load_kwargs).eval()
+        self._model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            values["pretrained"], **load_kwargs
+        ).eval()
         self.processor = AutoProcessor.from_pretrained(
             values["pretrained"], max_pixels=values["max_pixels"], min_pixels=values["min_pixels"]
         )
         self._tokenizer = self.processor.tokenizer
         self.decoder = QwenVLDecoder(self._model)
         self.frames = FrameSettings(
-            nframes=values["nframes"], fps=values["fps"], max_pixels=values["max_pixels"], min_pixels=values["min_pixels"]
+            nframes=values["nframes"],
+            fps=values["fps"],
+            max_pixels=values["max_pixels"],
+            min_pixels=values["min_pixels"],
         )
         eos = self._model.generation_config.eos_token_id
         self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
@@ -115,7 +120,9 @@ class Qwen2_5_VL_VReason(lmms):
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
         self.telemetry = (
-            TelemetryWriter(self.telemetry_dir, self._rank) if values["telemetry"] and self.telemetry_dir else None
+            TelemetryWriter(self.telemetry_dir, self._rank)
+            if values["telemetry"] and self.telemetry_dir
+            else None
         )
         self.media_failures = 0
         if self._rank == 0:
@@ -157,7 +164,10 @@ class Qwen2_5_VL_VReason(lmms):
 
     def _inputs(self, chats: list[ChatMessages]) -> tuple[dict[str, torch.Tensor], list[str]]:
         hf_messages = [chat.to_hf_messages(video_kwargs=self.frames.video_kwargs()) for chat in chats]
-        texts = [self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in hf_messages]
+        texts = [
+            self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+            for m in hf_messages
+        ]
         images: list = []
         videos: list = []
         metadata: list = []
@@ -208,7 +218,11 @@ class Qwen2_5_VL_VReason(lmms):
         collator = lmms_utils.Collator(
             [req.args for req in requests], lambda x: (x[3], x[3]), group_fn=lambda x: x[2], grouping=True
         )
-        bar = tqdm(total=len(requests), disable=self._rank != 0, desc="V-Reason decoding" if self.vreason.controls else "Decoding")
+        bar = tqdm(
+            total=len(requests),
+            disable=self._rank != 0,
+            desc="V-Reason decoding" if self.vreason.controls else "Decoding",
+        )
         tokens_out, started = 0, time.perf_counter()
         for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
             _, doc_to_messages, all_gen_kwargs, doc_ids, tasks, splits = zip(*chunk)
@@ -216,12 +230,16 @@ class Qwen2_5_VL_VReason(lmms):
                 settings = GenerationSettings.from_gen_kwargs(all_gen_kwargs[0])
             except ValueError as exc:
                 raise ValueError(f"task {tasks[0]}: {exc}") from exc
-            chats = [self._messages(f, d, t, s) for f, d, t, s in zip(doc_to_messages, doc_ids, tasks, splits)]
+            chats = [
+                self._messages(f, d, t, s) for f, d, t, s in zip(doc_to_messages, doc_ids, tasks, splits)
+            ]
             try:
                 out, inputs, peak = self._run_batch(chats, settings, doc_ids)
             except MediaError as exc:
                 if len(chats) > 1:  # retry alone so only the broken sample fails
-                    batch_results = [self._generate_one(c, settings, d, t) for c, d, t in zip(chats, doc_ids, tasks)]
+                    batch_results = [
+                        self._generate_one(c, settings, d, t) for c, d, t in zip(chats, doc_ids, tasks)
+                    ]
                     results.extend(batch_results)
                     bar.update(len(chats))
                     continue
@@ -235,10 +253,14 @@ class Qwen2_5_VL_VReason(lmms):
             bar.set_postfix(tok_s=f"{tokens_out / max(time.perf_counter() - started, 1e-9):.1f}")
         bar.close()
         if self.media_failures:
-            logger.warning(f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)")
+            logger.warning(
+                f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)"
+            )
         return collator.get_original(results)
 
-    def _generate_one(self, chat: ChatMessages, settings: GenerationSettings, doc_id: int, task: str) -> GenerationResult:
+    def _generate_one(
+        self, chat: ChatMessages, settings: GenerationSettings, doc_id: int, task: str
+    ) -> GenerationResult:
         try:
             out, inputs, peak = self._run_batch([chat], settings, [doc_id])
         except MediaError as exc:
@@ -249,7 +271,11 @@ class Qwen2_5_VL_VReason(lmms):
         self.media_failures += 1
         logger.error(f"[{task} doc {doc_id}] sample failed: {exc}")
         if self.telemetry is not None:
-            self.telemetry.write(SampleTrace(task=task, doc_id=int(doc_id), rank=self._rank, run=self.run_label, error=str(exc)))
+            self.telemetry.write(
+                SampleTrace(
+                    task=task, doc_id=int(doc_id), rank=self._rank, run=self.run_label, error=str(exc)
+                )
+            )
         return GenerationResult(text=f"{MEDIA_ERROR_PREFIX}{exc}", token_counts=TokenCounts(output_tokens=0))
 
     def _finish(
@@ -268,7 +294,11 @@ class Qwen2_5_VL_VReason(lmms):
             text = self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             text = stopper.cut(text)
             n_in = int(mask[b].sum()) if mask is not None else int(inputs["input_ids"].shape[1])
-            results.append(GenerationResult(text=text, token_counts=TokenCounts(input_tokens=n_in, output_tokens=len(ids))))
+            results.append(
+                GenerationResult(
+                    text=text, token_counts=TokenCounts(input_tokens=n_in, output_tokens=len(ids))
+                )
+            )
             if self.telemetry is not None:
                 self.telemetry.write(self._trace(out, b, tasks[b], doc_ids[b], n_in, len(ids), peak))
         return results

@@ -33,7 +33,9 @@ class Column:
 
 TABLE1_COLUMNS: tuple[Column, ...] = (
     Column("vsi_acc", "VSI-Bench Acc", "vreason_vsibench_mc", "accuracy", "eval_vsibench.json"),
-    Column("vsi_mra", "VSI-Bench MRA", "vreason_vsibench_mra", "mra", "eval_vsibench.json", in_avg_wo_mra=False),
+    Column(
+        "vsi_mra", "VSI-Bench MRA", "vreason_vsibench_mra", "mra", "eval_vsibench.json", in_avg_wo_mra=False
+    ),
     Column("videommmu", "VideoMMMU", "vreason_videommmu", "accuracy", "eval_videommmu.json"),
     Column("mmvu", "MMVU (mc)", "mmvu", "accuracy", "eval_mmvu.json"),
     Column("mvbench", "MVBench", "vreason_mvbench", "accuracy", "eval_mvbench.json"),

@@ -88,12 +88,28 @@ MODEL_ARGS: tuple[ArgSpec, ...] = (
     ArgSpec("pretrained", str, "Qwen/Qwen2.5-VL-7B-Instruct", "HF id or local dir of a Qwen2.5-VL model"),
     ArgSpec("device", str, "cuda", "device for the model and inputs (cuda, cuda:N, cpu)"),
     ArgSpec("device_map", str, None, "accelerate device map; 'auto' shards a large model over all GPUs"),
-    ArgSpec("attn_implementation", str, None, "attention kernel", choices=(None, "sdpa", "eager", "flash_attention_2")),
-    ArgSpec("dtype", str, "bfloat16", "model weights dtype", choices=("bfloat16", "float16", "float32", "float64")),
+    ArgSpec(
+        "attn_implementation",
+        str,
+        None,
+        "attention kernel",
+        choices=(None, "sdpa", "eager", "flash_attention_2"),
+    ),
+    ArgSpec(
+        "dtype", str, "bfloat16", "model weights dtype", choices=("bfloat16", "float16", "float32", "float64")
+    ),
     ArgSpec("max_pixels", int, 128 * 28 * 28, "max pixels per video frame (paper: 128*28*28 or 256*28*28)"),
     ArgSpec("min_pixels", int, 16 * 28 * 28, "min pixels per video frame"),
-    ArgSpec("nframes", int, 32, "frames sampled uniformly per video (paper: 32 or 16)", aliases=("max_num_frames",)),
-    ArgSpec("fps", float, None, "sample frames at this rate instead of a fixed count (not the paper's protocol)"),
+    ArgSpec(
+        "nframes",
+        int,
+        32,
+        "frames sampled uniformly per video (paper: 32 or 16)",
+        aliases=("max_num_frames",),
+    ),
+    ArgSpec(
+        "fps", float, None, "sample frames at this rate instead of a fixed count (not the paper's protocol)"
+    ),
     ArgSpec("system_prompt", str, None, "system prompt; default: the chat template's own"),
     ArgSpec("batch_size", int, 1, "requests per forward pass (V-Reason on: 1)"),
     ArgSpec("seed", int, 0, "seed of the sampler's random generator (reset per request for reproducibility)"),
@@ -103,10 +119,20 @@ MODEL_ARGS: tuple[ArgSpec, ...] = (
     ArgSpec("ema_beta", float, _VR_DEFAULTS.ema_beta, "EMA coefficient of the entropy (beta)"),
     ArgSpec("grad_clip", float, _VR_DEFAULTS.grad_clip, "max gradient norm of the controller update"),
     ArgSpec("objective", str, _VR_DEFAULTS.objective, "entropy objective", choices=get_args(Objective)),
-    ArgSpec("norm_scope", str, _VR_DEFAULTS.norm_scope, "scope of the norm kept by Eq. 1", choices=get_args(NormScope)),
-    ArgSpec("lite", bool, _VR_DEFAULTS.lite, "V-Reason (Lite): prune low-value-norm video tokens after prefill"),
+    ArgSpec(
+        "norm_scope",
+        str,
+        _VR_DEFAULTS.norm_scope,
+        "scope of the norm kept by Eq. 1",
+        choices=get_args(NormScope),
+    ),
+    ArgSpec(
+        "lite", bool, _VR_DEFAULTS.lite, "V-Reason (Lite): prune low-value-norm video tokens after prefill"
+    ),
     ArgSpec("keep_ratio", float, _VR_DEFAULTS.keep_ratio, "share of video tokens kept by Lite"),
-    ArgSpec("prune_only", bool, _VR_DEFAULTS.prune_only, "Lite pruning without controller or rescale (Table 8)"),
+    ArgSpec(
+        "prune_only", bool, _VR_DEFAULTS.prune_only, "Lite pruning without controller or rescale (Table 8)"
+    ),
     ArgSpec("telemetry", bool, False, "write per-sample entropy/EMA/alpha/timing rows as JSONL"),
     ArgSpec("telemetry_dir", str, None, "where telemetry JSONL goes; default: the run's --output_path"),
 )

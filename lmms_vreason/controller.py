@@ -53,7 +53,9 @@ class ValueController:
         state_dtype = torch.promote_types(video_values.dtype, torch.float32)
         self.base = video_values.detach().to(state_dtype)
         self.reference_norm = (
-            scope_norm(self.base, config.norm_scope) if reference_norm is None else reference_norm.to(state_dtype)
+            scope_norm(self.base, config.norm_scope)
+            if reference_norm is None
+            else reference_norm.to(state_dtype)
         )
         b, h, _, d = video_values.shape
         self.index = positions.to(video_values.device)[:, None, :, None].expand(b, h, -1, d)

@@ -146,7 +146,9 @@ def decode(
     alpha_buf = torch.zeros_like(ent)
     optimized = torch.zeros(batch, max_new, dtype=torch.bool)
     skipped = torch.zeros(batch, dtype=torch.long)
-    tracker = EntropyTracker(batch, vr.ema_beta, vr.objective, device) if (controls or track_entropy) else None
+    tracker = (
+        EntropyTracker(batch, vr.ema_beta, vr.objective, device) if (controls or track_entropy) else None
+    )
     sampler = TokenSampler(settings, generator)
     eos = set(int(e) for e in eos_token_ids)
     sequences: list[list[int]] = [[] for _ in range(batch)]
@@ -178,7 +180,9 @@ def decode(
                 switch_loss(h, alpha).backward()
             layer.differentiable = False
             if probe is not None:
-                probe.on_gradient(step, controller.delta.detach().clone(), controller.delta.grad.clone(), alpha, h)
+                probe.on_gradient(
+                    step, controller.delta.detach().clone(), controller.delta.grad.clone(), alpha, h
+                )
             norms = controller.clip_and_measure()
             finite_flag = (torch.isfinite(h) & torch.isfinite(norms)).all()
         # The one host sync of the step.

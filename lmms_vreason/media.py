@@ -54,7 +54,9 @@ def load_visuals(hf_messages: list[dict[str, Any]]) -> tuple[list | None, list |
         if not os.path.exists(path):
             raise MediaError(f"file not found: {path}")
     try:
-        images, videos, _ = process_vision_info(hf_messages, return_video_kwargs=True, return_video_metadata=True)
+        images, videos, _ = process_vision_info(
+            hf_messages, return_video_kwargs=True, return_video_metadata=True
+        )
     except Exception as exc:  # decoders raise many types; the sample fails, the run goes on
         raise MediaError(f"cannot read {', '.join(_paths(hf_messages)) or 'media'}: {exc}") from exc
     metadata = None

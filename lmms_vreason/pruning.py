@@ -58,7 +58,9 @@ def video_token_scores(cache: DynamicCache, video_positions: torch.Tensor) -> to
     total = None
     for layer in cache.layers:
         values = layer.values
-        index = video_positions[:, None, :, None].expand(values.shape[0], values.shape[1], -1, values.shape[3])
+        index = video_positions[:, None, :, None].expand(
+            values.shape[0], values.shape[1], -1, values.shape[3]
+        )
         norms = torch.linalg.vector_norm(values.gather(2, index).float(), dim=-1).mean(dim=1)
         total = norms if total is None else total + norms
     assert total is not None
@@ -92,7 +94,9 @@ def prune_video_tokens(
     keep_mask.scatter_(1, video_positions, False)
     keep_mask.scatter_(1, kept_video, True)
     order = torch.arange(seq_len, device=device).expand(batch, -1)
-    keep_index = torch.where(keep_mask, order, order + seq_len).sort(dim=1).values[:, : seq_len - n_video + n_keep]
+    keep_index = (
+        torch.where(keep_mask, order, order + seq_len).sort(dim=1).values[:, : seq_len - n_video + n_keep]
+    )
     dropped = torch.where(~keep_mask, order, order + seq_len).sort(dim=1).values[:, : n_video - n_keep]
 
     last = cache.layers[-1].values

@@ -65,10 +65,14 @@ class QwenVLDecoder:
             text = mask.long().cumsum(-1) - 1
             text = text.masked_fill(mask == 0, 0)
         else:
-            text = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(input_ids.shape[0], -1)
+            text = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(
+                input_ids.shape[0], -1
+            )
         has_vision = inputs.get("image_grid_thw") is not None or inputs.get("video_grid_thw") is not None
         if has_vision and inputs.get("mm_token_type_ids") is not None:
-            kwargs = {k: inputs.get(k) for k in PREFILL_ONLY_INPUTS if k in inputs and not k.startswith("pixel")}
+            kwargs = {
+                k: inputs.get(k) for k in PREFILL_ONLY_INPUTS if k in inputs and not k.startswith("pixel")
+            }
             vision, _ = self.model.model.get_rope_index(input_ids, attention_mask=mask, **kwargs)
         else:
             vision = text[None].expand(3, -1, -1)

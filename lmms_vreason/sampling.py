@@ -67,9 +67,7 @@ class GenerationSettings:
         accepted = {f for f in cls.__dataclass_fields__} | set(_NEUTRAL)
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
-            raise ValueError(
-                f"unsupported generation kwargs {unknown}; accepted: {sorted(accepted)}"
-            )
+            raise ValueError(f"unsupported generation kwargs {unknown}; accepted: {sorted(accepted)}")
         for key, neutral in _NEUTRAL.items():
             if key in kwargs and kwargs.pop(key) not in (neutral, None):
                 raise ValueError(f"{key}={gen_kwargs[key]!r} is not supported (only {neutral})")

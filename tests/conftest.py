@@ -26,7 +26,9 @@ def tiny_processor(tiny_model_dir: Path):
 def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation=attn).eval()
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn
+    ).eval()
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,9 @@ def _ours(model, inputs, settings, vreason=None, generator=None):
 
 def test_greedy_equals_generate_tokens_and_logits(tiny_model, tiny_inputs):
     ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
-    out, logits = _ours(tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(enabled=False))
+    out, logits = _ours(
+        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(enabled=False)
+    )
     assert out.sequences[0] == ref_tokens
     assert len(ref_tokens) == N_NEW
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
@@ -54,7 +56,9 @@ def test_greedy_equals_generate_tokens_and_logits(tiny_model, tiny_inputs):
 def test_sampling_equals_generate_with_same_seed(tiny_model, tiny_inputs):
     settings = GenerationSettings(do_sample=True, temperature=1.5, top_p=0.95, top_k=50, max_new_tokens=N_NEW)
     torch.manual_seed(123)
-    ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=True, temperature=1.5, top_p=0.95, top_k=50)
+    ref_tokens, ref_logits = _generate(
+        tiny_model, tiny_inputs, do_sample=True, temperature=1.5, top_p=0.95, top_k=50
+    )
     torch.manual_seed(123)
     out, logits = _ours(tiny_model, tiny_inputs, settings, None)
     assert out.sequences[0] == ref_tokens
@@ -71,7 +75,9 @@ def test_controller_frozen_at_zero_equals_generate(tiny_model, tiny_inputs, monk
 
     monkeypatch.setattr(ValueController, "step", lambda self: self.optimizer.zero_grad(set_to_none=True))
     ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
-    out, logits = _ours(tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(step_size=1))
+    out, logits = _ours(
+        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(step_size=1)
+    )
     assert int(out.stats.opt_steps[0]) == N_NEW - 1
     assert out.sequences[0] == ref_tokens
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
@@ -93,7 +99,9 @@ def test_vreason_changes_logits_after_first_update(tiny_model, tiny_inputs):
 def test_stops_at_eos_and_until(tiny_model, tiny_inputs, eos_step):
     ref_tokens, _ = _generate(tiny_model, tiny_inputs, do_sample=False)
     eos = ref_tokens[eos_step - 1]
-    out = decode(QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), eos_token_ids=[eos])
+    out = decode(
+        QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), eos_token_ids=[eos]
+    )
     assert out.sequences[0] == ref_tokens[: ref_tokens.index(eos) + 1]
     stop_after = 5
     out = decode(

@@ -103,8 +103,12 @@ def test_controller_state_is_float32_for_a_bfloat16_model(tiny_model_dir, tiny_i
     from conftest import load_model
 
     model = load_model(tiny_model_dir, torch.bfloat16)
-    out = decode(QwenVLDecoder(model), tiny_inputs, GenerationSettings(max_new_tokens=3), VReasonConfig(step_size=1))
+    out = decode(
+        QwenVLDecoder(model), tiny_inputs, GenerationSettings(max_new_tokens=3), VReasonConfig(step_size=1)
+    )
     ctrl = out.controller
     assert ctrl is not None and ctrl.delta.dtype == torch.float32
-    assert all(v.dtype == torch.float32 for st in ctrl.optimizer.state.values() for v in st.values() if v.dim())
+    assert all(
+        v.dtype == torch.float32 for st in ctrl.optimizer.state.values() for v in st.values() if v.dim()
+    )
     assert int(out.stats.opt_steps[0]) == 2

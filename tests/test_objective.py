@@ -111,7 +111,12 @@ def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, mo
     real_loss = decode_module.switch_loss
     monkeypatch.setattr(decode_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
     base = decode(QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), None)
-    out = decode(QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), VReasonConfig(step_size=2))
+    out = decode(
+        QwenVLDecoder(tiny_model),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=8),
+        VReasonConfig(step_size=2),
+    )
     assert int(out.stats.skipped_steps[0]) == 4 == int(out.stats.opt_steps[0])
     assert out.controller is not None and float(out.controller.delta.abs().max()) == 0.0
     assert out.sequences == base.sequences

@@ -8,7 +8,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from lmms_vreason.config import VReasonConfig
-from lmms_vreason.controller import ValueController, scope_norm
+from lmms_vreason.controller import ValueController
 from lmms_vreason.decode import decode
 from lmms_vreason.pruning import keep_count, prune_video_tokens
 from lmms_vreason.qwen import PREFILL_ONLY_INPUTS, QwenVLDecoder
@@ -75,7 +75,9 @@ def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_d
         idx = kept_orig[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         vid_idx = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         all_norm = layer.values.gather(2, vid_idx).pow(2).sum().sqrt()  # block norm of the unpruned video
-        ref_ctrl = ValueController(layer.values.gather(2, idx), kept_orig, cfg, reference_norm=all_norm.view(1, 1, 1, 1))
+        ref_ctrl = ValueController(
+            layer.values.gather(2, idx), kept_orig, cfg, reference_norm=all_norm.view(1, 1, 1, 1)
+        )
         ref_ctrl.delta.data = _fixed_delta(ref_ctrl.delta)
         ref_ctrl.write_back(layer.values)
     want = _greedy(dec, cache_r, pos_r, logits_r, mask)
@@ -97,7 +99,12 @@ def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkey
         return forward(input_ids, position_ids, cache, attention_mask, **kw)
 
     monkeypatch.setattr(dec, "forward", spy)
-    decode(dec, tiny_inputs, GenerationSettings(max_new_tokens=5), VReasonConfig(enabled=False, lite=True, prune_only=True))
+    decode(
+        dec,
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=5),
+        VReasonConfig(enabled=False, lite=True, prune_only=True),
+    )
     prefill = seen[0]
     _, rope_delta = tiny_model.model.get_rope_index(
         tiny_inputs["input_ids"],
@@ -154,7 +161,9 @@ def test_kept_set_is_top_scoring_half_and_rescale_keeps_block_norm():
     last = cache.layers[-1].values
     kept = pruned.kept_video_positions
     idx = kept[:, None, :, None].expand(1, 2, -1, 3)
-    ctrl = ValueController(last.gather(2, idx), kept, VReasonConfig(lite=True), reference_norm=pruned.reference_norm)
+    ctrl = ValueController(
+        last.gather(2, idx), kept, VReasonConfig(lite=True), reference_norm=pruned.reference_norm
+    )
     ctrl.delta.data = torch.randn_like(ctrl.delta)
     torch.testing.assert_close(ctrl.controlled_values().norm(), unpruned_norm)
     assert ctrl.controlled_values().norm() > last.gather(2, idx).norm() * 1.01
@@ -174,7 +183,10 @@ def test_cache_really_shrinks(tiny_model, tiny_inputs):
 
 def test_lite_decode_reports_video_tokens(tiny_model, tiny_inputs):
     out = decode(
-        QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=4), VReasonConfig(lite=True, step_size=2)
+        QwenVLDecoder(tiny_model),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=4),
+        VReasonConfig(lite=True, step_size=2),
     )
     n = int((tiny_inputs["input_ids"] == tiny_model.config.video_token_id).sum())
     assert out.stats.video_tokens_before == n

@@ -1,0 +1,109 @@
+"""Find the artefacts of one run (one lmms-eval ``--output_path``) and load its telemetry.
+
+lmms-eval writes ``<output_path>/<model_name_sanitized>/<date_id>_results.json`` and, with
+``--log_samples``, one ``<date_id>_samples_<task>.jsonl`` per task beside it (``date_id`` is
+``YYYYMMDD_HHMMSS``). V-Reason's telemetry (``vreason_telemetry_rank<R>.jsonl``) goes to the
+output path itself by default. The analysis tools accept either the output path or the model
+subdirectory, so everything here searches recursively and complains when that is ambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmms_vreason.telemetry import TELEMETRY_GLOB, SampleTrace, read_traces
+
+RESULTS_SUFFIX = "_results.json"
+SAMPLES_INFIX = "_samples_"
+SAMPLES_SUFFIX = ".jsonl"
+
+
+class RunInputError(ValueError):
+    """Bad analysis input: a missing run directory, no telemetry or samples, mismatched tasks or docs."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The lmms-eval files of one run; ``samples`` maps task name to its (latest) samples file."""
+
+    path: Path
+    results: tuple[Path, ...]
+    samples: Mapping[str, Path]
+
+    @property
+    def label(self) -> str:
+        """A default display name: the directory's own name."""
+        return self.path.resolve().name
+
+
+def require_dir(path: str | Path) -> Path:
+    """The path as a directory, or a :class:`RunInputError` saying what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise RunInputError(f"run directory not found: {path}")
+    if not path.is_dir():
+        raise RunInputError(f"not a run directory (expected an lmms-eval --output_path): {path}")
+    return path
+
+
+def _samples_task(file: Path) -> tuple[str, str]:
+    """(date_id, task) from ``<date_id>_samples_<task>.jsonl``; task names may contain underscores."""
+    stem = file.name[: -len(SAMPLES_SUFFIX)]
+    date_id, _, task = stem.partition(SAMPLES_INFIX)
+    return date_id, task
+
+
+def open_run(path: str | Path) -> RunDir:
+    """Locate the results and samples files of a run.
+
+    When a task was evaluated several times into the same directory, the newest ``date_id`` wins
+    (that is what lmms-eval's own loaders do). Outputs of several models under one output path are
+    refused rather than silently mixed.
+    """
+    root = require_dir(path)
+    results = tuple(sorted(root.rglob(f"*{RESULTS_SUFFIX}")))
+    sample_files = sorted(root.rglob(f"*{SAMPLES_INFIX}*{SAMPLES_SUFFIX}"))
+    parents = sorted({f.parent for f in (*results, *sample_files)})
+    if len(parents) > 1:
+        listed = ", ".join(str(p) for p in parents)
+        raise RunInputError(f"{root} holds outputs of several models/runs ({listed}); pass one of them")
+    latest: dict[str, tuple[str, Path]] = {}
+    for file in sample_files:
+        date_id, task = _samples_task(file)
+        if task and (task not in latest or date_id > latest[task][0]):
+            latest[task] = (date_id, file)
+    return RunDir(path=root, results=results, samples={t: f for t, (_, f) in sorted(latest.items())})
+
+
+def load_traces(path: str | Path, tasks: Iterable[str] | None = None) -> list[SampleTrace]:
+    """All telemetry rows of a run, one per (task, doc_id), optionally only for some tasks.
+
+    Telemetry files are appended to, so a rerun into the same directory repeats docs; the last row
+    of a (task, doc_id) wins so that means are not weighted by how often a doc was rerun.
+    """
+    root = require_dir(path)
+    try:
+        rows = list(read_traces(root))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise RunInputError(f"malformed telemetry under {root}: {exc}") from exc
+    if not rows:
+        raise RunInputError(
+            f"no telemetry ({TELEMETRY_GLOB}) under {root}; run the model with telemetry=True in --model_args"
+        )
+    wanted = set(tasks) if tasks is not None else None
+    unique: dict[tuple[str, int], SampleTrace] = {}
+    for row in rows:
+        if wanted is None or row.task in wanted:
+            unique[(row.task, row.doc_id)] = row
+    if not unique:
+        raise RunInputError(f"telemetry under {root} has no rows for tasks {sorted(wanted or [])}")
+    return [unique[k] for k in sorted(unique)]
+
+
+def trace_label(path: str | Path, traces: Iterable[SampleTrace]) -> str:
+    """The run label recorded in the telemetry when it is unique, else the directory name."""
+    names = {t.run for t in traces if t.run}
+    return names.pop() if len(names) == 1 else Path(path).resolve().name

@@ -1,0 +1,237 @@
+"""Benchmark: per-token decode cost and peak memory of V-Reason vs the plain loop, in one process.
+
+Default: a synthetic Qwen2.5-VL (8 layers, hidden 512, the real 151,936-row vocabulary, 128 video
+tokens, 64 new tokens, random weights) on the CPU in float32. Every variant decodes exactly the same
+number of tokens (no EOS), is warmed up once, then timed over ``--repeats`` runs (median).
+
+Prints one JSON object (``--json``) or a table: ``base_ms_per_token``, ``generate_ms_per_token``
+(transformers' ``generate`` on the same input, for reference), ``vreason_k4_ratio``,
+``vreason_k1_ratio``, ``lite_k4_ratio`` (per-token time / base), ``peak_mem_overhead_ratio``
+(V-Reason k=1 peak memory / base peak - 1), and the KV-cache bytes before/after Lite pruning.
+On CUDA, peak memory is ``torch.cuda.max_memory_allocated``; on the CPU it is the peak resident set
+size sampled every millisecond minus the process's size before the model was built.
+
+Example: ``python scripts/bench_decode.py --json`` or
+``python scripts/bench_decode.py --model-dir /path/to/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+import torch
+
+from lmms_vreason.config import VReasonConfig
+from lmms_vreason.decode import DecodeOutput, decode
+from lmms_vreason.qwen import QwenVLDecoder
+from lmms_vreason.sampling import GenerationSettings
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak, or sampled RSS above a baseline on the CPU."""
+
+    def __init__(self, device: torch.device, baseline_rss: int) -> None:
+        self.device = device
+        self.baseline = baseline_rss
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            proc = psutil.Process()
+
+            def sample() -> None:
+                while not self._stop.is_set():
+                    self.peak = max(self.peak, proc.memory_info().rss - self.baseline)
+                    time.sleep(0.002)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, psutil.Process().memory_info().rss - self.baseline)
+
+
+def synthetic_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    heads = max(1, args.hidden // 64)
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": args.vocab,
+            "hidden_size": args.hidden,
+            "intermediate_size": args.intermediate or int(args.hidden * 5.29),
+            "num_hidden_layers": args.layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": max(1, heads // 4) if heads % 4 == 0 else heads,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "out_hidden_size": args.hidden,
+            "fullatt_block_indexes": [0],
+        },
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    return Qwen2_5_VLForConditionalGeneration(config).to(device=device, dtype=dtype).eval(), config
+
+
+def synthetic_inputs(config: Any, n_video: int, text_tokens: int, device: torch.device, dtype: torch.dtype):
+    """A prompt of ``text_tokens`` text tokens around ``n_video`` video tokens (one temporal grid step)."""
+    a = max(d for d in range(1, int(n_video**0.5) + 1) if n_video % d == 0)
+    grid = torch.tensor([[1, 2 * a, 2 * (n_video // a)]])  # tokens = t * h * w / merge^2 = n_video
+    head = [config.vision_start_token_id]
+    ids = [11] * (text_tokens // 2) + head + [config.video_token_id] * n_video + [config.vision_end_token_id]
+    ids += [12] * (text_tokens - text_tokens // 2)
+    input_ids = torch.tensor([ids], device=device)
+    mm = (input_ids == config.video_token_id).long() * 2
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.randn(int(grid.prod()), 3 * 2 * 14 * 14, generator=gen).to(device=device, dtype=dtype)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "mm_token_type_ids": mm,
+        "pixel_values_videos": pixels,
+        "video_grid_thw": grid.to(device),
+        "second_per_grid_ts": torch.tensor([1.0], device=device),
+    }
+
+
+def timed(fn: Callable[[], DecodeOutput], repeats: int, device: torch.device, baseline: int):
+    """Median ms per decoded token over ``repeats`` runs, then peak memory from one more run.
+
+    Memory is measured in a separate run: the CPU sampler thread would otherwise compete with the
+    decode loop for the interpreter lock and inflate the timings.
+    """
+    fn()  # warm-up
+    per_token = []
+    for _ in range(repeats):
+        out = fn()
+        per_token.append(out.stats.decode_s / max(len(out.sequences[0]) - 1, 1) * 1e3)
+    with PeakMemory(device, baseline) as mem:
+        out = fn()
+    return statistics.median(per_token), mem.peak, out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", help="a real Qwen2.5-VL checkpoint instead of the synthetic config")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="default: bfloat16 on cuda, float32 on cpu"
+    )
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--intermediate", type=int, default=None)
+    parser.add_argument("--vocab", type=int, default=151_936)
+    parser.add_argument("--video-tokens", type=int, default=128)
+    parser.add_argument("--text-tokens", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="do not flush denormal floats on the CPU (random synthetic weights produce many, slowing every variant)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    flush = device.type == "cpu" and not args.keep_denormals and torch.set_flush_denormal(True)
+    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    baseline = psutil.Process().memory_info().rss
+    if args.model_dir:
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            args.model_dir, dtype=dtype, device_map=device
+        ).eval()
+        config = model.config
+    else:
+        model, config = synthetic_model(args, device, dtype)
+    inputs = synthetic_inputs(config, args.video_tokens, args.text_tokens, device, dtype)
+    dec = QwenVLDecoder(model)
+    settings = GenerationSettings(max_new_tokens=args.new_tokens)
+
+    def run(cfg: VReasonConfig | None) -> Callable[[], DecodeOutput]:
+        return lambda: decode(dec, inputs, settings, cfg)
+
+    base_ms, base_peak, _ = timed(run(None), args.repeats, device, baseline)
+    k4_ms, k4_peak, _ = timed(run(VReasonConfig(step_size=4)), args.repeats, device, baseline)
+    k1_ms, k1_peak, _ = timed(run(VReasonConfig(step_size=1)), args.repeats, device, baseline)
+    lite_ms, lite_peak, lite_out = timed(
+        run(VReasonConfig(step_size=4, lite=True)), args.repeats, device, baseline
+    )
+
+    def gen() -> None:
+        with torch.no_grad():
+            model.generate(
+                **inputs, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False
+            )
+
+    gen()
+    t0 = time.perf_counter()
+    for _ in range(args.repeats):
+        gen()
+    gen_ms = (time.perf_counter() - t0) / args.repeats / args.new_tokens * 1e3  # includes prefill
+
+    pruned = lite_out.pruned
+    result = {
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "model": args.model_dir or f"synthetic {args.layers}L/{args.hidden}h/{args.vocab}v",
+        "video_tokens": args.video_tokens,
+        "new_tokens": args.new_tokens,
+        "flush_denormal": bool(flush),
+        "threads": torch.get_num_threads(),
+        "base_ms_per_token": round(base_ms, 3),
+        "generate_ms_per_token": round(gen_ms, 3),
+        "vreason_k4_ms_per_token": round(k4_ms, 3),
+        "vreason_k1_ms_per_token": round(k1_ms, 3),
+        "lite_k4_ms_per_token": round(lite_ms, 3),
+        "vreason_k4_ratio": round(k4_ms / base_ms, 4),
+        "vreason_k1_ratio": round(k1_ms / base_ms, 4),
+        "lite_k4_ratio": round(lite_ms / base_ms, 4),
+        "base_peak_mem_bytes": int(base_peak),
+        "vreason_peak_mem_bytes": int(max(k1_peak, k4_peak)),
+        "lite_peak_mem_bytes": int(lite_peak),
+        "peak_mem_overhead_ratio": round(max(k1_peak, k4_peak) / base_peak - 1.0, 4),
+        "kv_cache_bytes_before_pruning": None if pruned is None else pruned.kv_bytes_before,
+        "kv_cache_bytes_after_pruning": None if pruned is None else pruned.kv_bytes_after,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The offline tiny model: deterministic, loadable offline, Qwen2.5-VL token layout."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmms_vreason.tiny import QWEN25_SPECIAL_TOKENS, REAL_VOCAB_SIZE, TinySpec, build_tiny_model
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path, tiny_model_dir):
+    again = build_tiny_model(tmp_path / "again", TinySpec(vocab="small", seed=0))
+    other = build_tiny_model(tmp_path / "other", TinySpec(vocab="small", seed=1))
+    assert _digest(again) == _digest(tiny_model_dir)
+    assert _digest(other) != _digest(tiny_model_dir)
+
+
+def test_cli_builds_a_model_that_loads_offline(tmp_path):
+    out = tmp_path / "cli"
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [sys.executable, "-m", "lmms_vreason.tiny", str(out), "--layers", "2"], check=True, env=env
+    )
+    code = (
+        "from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration as M;"
+        f"m = M.from_pretrained({str(out)!r}); p = AutoProcessor.from_pretrained({str(out)!r});"
+        "assert m.config.text_config.num_hidden_layers == 2;"
+        "assert p.tokenizer.convert_tokens_to_ids('<|video_pad|>') == m.config.video_token_id;"
+        "print(p.tokenizer.chat_template[:30])"
+    )
+    res = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    assert "image_count" in res.stdout
+
+
+@pytest.mark.slow
+def test_real_vocabulary_has_qwen25_vl_layout(tmp_path):
+    from transformers import AutoConfig, AutoProcessor
+
+    path = build_tiny_model(tmp_path / "real", TinySpec(vocab="real", layers=1))
+    tok = AutoProcessor.from_pretrained(path).tokenizer
+    config = AutoConfig.from_pretrained(path)
+    assert tok.convert_tokens_to_ids("<|im_start|>") == 151644
+    assert tok.convert_tokens_to_ids("<|vision_start|>") == 151652 == config.vision_start_token_id
+    assert tok.convert_tokens_to_ids("<|video_pad|>") == 151656 == config.video_token_id
+    assert len(tok) == 151643 + len(QWEN25_SPECIAL_TOKENS)
+    assert config.text_config.vocab_size == REAL_VOCAB_SIZE
+    text = "Let me think: 3.14 is <answer>B</answer>"
+    assert tok.decode(tok(text).input_ids) == text
+    assert len(tok(text).input_ids) < len(text)  # real BPE merges, not bytes
