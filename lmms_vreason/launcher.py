@@ -1,0 +1,504 @@
+"""Run experiment configs through lmms-eval, one output folder per config, resumably.
+
+Each config becomes one lmms-eval invocation (``accelerate launch -m lmms_eval ...`` for data
+parallel over N GPUs, or plain ``lmms-eval ...``) writing to ``<output_root>/<config name>``. A
+config whose folder already holds a results JSON covering all its tasks, produced with the same
+model arguments, generation overrides and ``--limit``, is skipped, so a sweep of ~90 runs can be
+interrupted and restarted. lmms-eval exits 0 even when a run fails, so success is judged by the
+files it wrote, never by its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from lmms_vreason.experiments import ConfigError, ExperimentConfig, load_configs, write_config_copy
+
+LauncherKind = Literal["plain", "accelerate"]
+LAUNCHERS: tuple[str, ...] = ("accelerate", "plain")
+CONFIG_COPY_NAME = "vreason_experiment.yaml"
+"""The config, as run, stored in its output folder (read back by the collation tool)."""
+LOG_NAME = "lmms_eval.log"
+RESULTS_GLOB = "**/*_results.json"
+
+RESERVED_ARGS = frozenset(
+    {"--model", "--model_args", "--tasks", "--gen_kwargs", "--output_path", "--limit", "--include_path"}
+)
+"""lmms-eval flags the launcher sets itself; passing them after ``--`` would contradict the config
+(``--limit`` has its own option because resume has to know it)."""
+
+Runner = Callable[[Sequence[str], Path, Mapping[str, str]], int]
+"""Runs one command (argv, log file, environment) and returns its exit code (injectable for tests)."""
+
+
+def task_pack_dir() -> str | None:
+    """Folder of this project's lmms-eval task YAMLs (``lmms_vreason.tasks``), for ``--include_path``.
+
+    lmms-eval discovers plugin *models* through entry points but plugin *tasks* only through
+    ``--include_path``. The plugin registers the folder itself (:mod:`lmms_vreason.task_registry`,
+    which de-duplicates an explicit ``--include_path`` to it); passing it anyway keeps a launch
+    working should that hook not run, at no cost.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("lmms_vreason.tasks")
+    except ModuleNotFoundError:
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(next(iter(spec.submodule_search_locations)))
+
+
+def console_script(name: str) -> str:
+    """This interpreter's own ``name`` script (``.venv/bin/lmms-eval``), else ``name`` from PATH.
+
+    Running ``.venv/bin/python scripts/run_configs.py`` without activating the venv must not pick
+    up another environment's lmms-eval or accelerate (or none at all).
+    """
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else name
+
+
+def detect_num_gpus() -> int:
+    """GPUs visible to this process, without importing torch: CUDA_VISIBLE_DEVICES, then nvidia-smi."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+        return max(len(ids), 1)
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            return 1
+        return max(sum(1 for line in out.splitlines() if line.startswith("GPU ")), 1)
+    return 1
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How to launch: which launcher, how many processes, where outputs go, what to pass through."""
+
+    output_root: Path
+    launcher: LauncherKind = "accelerate"
+    num_processes: int = 1
+    main_process_port: int | None = None
+    include_path: str | None = None
+    limit: float | None = None
+    extra_args: tuple[str, ...] = ()
+    lmms_eval_bin: str = "lmms-eval"
+    accelerate_bin: str = "accelerate"
+    force: bool = False
+    dry_run: bool = False
+    verbose: bool = False
+    fail_fast: bool = False
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+        if self.num_processes < 1:
+            raise ValueError(f"num_processes must be >= 1, got {self.num_processes}")
+        if self.limit is not None and self.limit < 0 and self.limit != -1:
+            raise ValueError(f"limit must be -1 or >= 0, got {self.limit}")
+        owned = [a for a in self.extra_args if a.split("=", 1)[0] in RESERVED_ARGS]
+        if owned:
+            raise ValueError(
+                f"extra args may not set {', '.join(owned)}: the config and the launcher's own options do"
+            )
+        object.__setattr__(self, "output_root", Path(self.output_root))
+        object.__setattr__(self, "extra_args", tuple(self.extra_args))
+
+    @property
+    def effective_limit(self) -> float | None:
+        """``--limit`` as lmms-eval records it in results (None and -1 both mean "all samples")."""
+        return None if self.limit is None or self.limit == -1 else float(self.limit)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One config's launch: the command, where it writes, and how many processes it gets."""
+
+    config: ExperimentConfig
+    output_dir: Path
+    command: tuple[str, ...]
+    num_processes: int
+
+    @property
+    def shell(self) -> str:
+        return shlex.join(self.command)
+
+
+def output_dir_for(config: ExperimentConfig, options: LaunchOptions) -> Path:
+    return (options.output_root / config.name).absolute()
+
+
+def lmms_eval_args(config: ExperimentConfig, output_dir: Path, options: LaunchOptions) -> list[str]:
+    """The lmms-eval arguments of one config (shared by both launchers)."""
+    args = [
+        "--model",
+        config.model,
+        "--model_args",
+        config.model_args_string,
+        "--tasks",
+        ",".join(config.tasks),
+    ]
+    if config.gen_kwargs:
+        args += ["--gen_kwargs", config.gen_kwargs_string]
+    args += ["--output_path", str(output_dir), "--log_samples"]
+    if options.include_path:
+        args += ["--include_path", options.include_path]
+    if options.limit is not None:
+        args += ["--limit", format(options.limit, "g")]
+    return args + list(options.extra_args)
+
+
+def build_plan(config: ExperimentConfig, options: LaunchOptions) -> RunPlan:
+    """The command for one config. A model sharded with ``device_map`` always runs as one process."""
+    output_dir = output_dir_for(config, options)
+    args = lmms_eval_args(config, output_dir, options)
+    nproc = 1 if config.model_parallel else options.num_processes
+    if options.launcher == "plain":
+        command = [options.lmms_eval_bin, *args]
+    else:
+        command = [options.accelerate_bin, "launch", "--num_processes", str(nproc)]
+        if options.main_process_port is not None:
+            command += ["--main_process_port", str(options.main_process_port)]
+        command += ["-m", "lmms_eval", *args]
+    return RunPlan(config=config, output_dir=output_dir, command=tuple(command), num_processes=nproc)
+
+
+# ----------------------------------------------------------------------------- completeness
+
+
+def _parse_arg_string(text: Any) -> dict[str, str]:
+    """Parse lmms-eval's ``k=v,k=v`` into strings, normalised so equal values compare equal."""
+    if isinstance(text, Mapping):
+        items = {str(k): v for k, v in text.items()}
+    elif not text:
+        return {}
+    else:
+        items = {}
+        for part in str(text).split(","):
+            if "=" in part:
+                key, value = part.split("=", 1)
+                items[key.strip()] = value.strip()
+    return {key: _canonical(value) for key, value in items.items() if value is not None}
+
+
+def _canonical(value: Any) -> str:
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return repr(float(number))
+
+
+def iter_results_files(output_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every readable lmms-eval results JSON under a run folder, oldest first.
+
+    lmms-eval names them ``<model>/<date>_results.json``; the date prefix orders them (file times
+    do not survive copies), the modification time only breaks ties.
+    """
+    paths = sorted(output_dir.glob(RESULTS_GLOB), key=lambda p: (p.name, p.stat().st_mtime))
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("results"), dict):
+            yield path, data
+
+
+def _has_metric(entry: Any) -> bool:
+    return isinstance(entry, dict) and any(
+        "," in key and "_stderr" not in key and isinstance(value, (int, float))
+        for key, value in entry.items()
+    )
+
+
+def results_match(config: ExperimentConfig, data: Mapping[str, Any], limit: float | None) -> str | None:
+    """Why a results JSON does not belong to this config and limit, or None when it does."""
+    run_config = data.get("config") or {}
+    if _parse_arg_string(run_config.get("model_args")) != _parse_arg_string(config.model_args_string):
+        return "model_args differ"
+    if _parse_arg_string(run_config.get("gen_kwargs")) != _parse_arg_string(config.gen_kwargs_string):
+        return "gen_kwargs differ"
+    recorded = run_config.get("limit")
+    recorded = None if recorded in (None, -1, -1.0) else float(recorded)
+    if recorded != limit:
+        made = "all samples" if recorded is None else f"--limit {recorded:g}"
+        wanted = "all samples" if limit is None else f"--limit {limit:g}"
+        return f"made with {made}, this run wants {wanted}"
+    return None
+
+
+def completion_status(
+    config: ExperimentConfig,
+    output_dir: Path,
+    limit: float | None = None,
+    *,
+    ignore: frozenset[Path] = frozenset(),
+) -> tuple[bool, str]:
+    """Whether the folder holds results for every task of the config, and a one-line reason.
+
+    Results may be spread over several files (a task rerun alone); only files produced with this
+    config's model arguments, generation overrides and limit count, so editing a config makes its
+    old results stale instead of silently reusing them. Files in ``ignore`` do not count.
+    """
+    if not output_dir.is_dir():
+        return False, "no output yet"
+    covered: set[str] = set()
+    stale: list[str] = []
+    for path, data in iter_results_files(output_dir):
+        if path in ignore:
+            continue
+        mismatch = results_match(config, data, limit)
+        if mismatch:
+            stale.append(f"{path.name}: {mismatch}")
+            continue
+        covered.update(task for task, entry in data["results"].items() if _has_metric(entry))
+    missing = [task for task in config.leaf_tasks if task not in covered]
+    if not missing:
+        return True, "complete"
+    if stale and not covered:
+        return False, f"only results made with other settings ({stale[-1]})"
+    return False, f"missing results for {', '.join(missing)}"
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def default_runner(
+    command: Sequence[str], log_path: Path, env: Mapping[str, str], echo: TextIO | None = None
+) -> int:
+    """Run a command, teeing its output into ``log_path`` (and ``echo`` when verbose)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                list(command),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+        except OSError as exc:
+            log.write(f"cannot start: {exc}\n")
+            if echo is not None:
+                echo.write(f"cannot start {command[0]}: {exc}\n")
+            return 127
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if echo is not None:
+                echo.write(line)
+        return proc.wait()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one config (for the summary and the exit code)."""
+
+    name: str
+    status: Literal["done", "skipped", "failed", "planned"]
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class Progress:
+    """``[i/N] name ... status`` lines with an estimate of the time left from finished runs.
+
+    Mutable on purpose: it accumulates the durations the estimate is made from.
+    """
+
+    total: int
+    stream: TextIO
+    durations: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, index: int, name: str, text: str) -> None:
+        width = len(str(self.total))
+        self.stream.write(f"[{index:>{width}}/{self.total}] {name} ... {text}\n")
+        self.stream.flush()
+
+    def eta(self, remaining: int) -> str:
+        if not self.durations or remaining <= 0:
+            return ""
+        left = sum(self.durations) / len(self.durations) * remaining
+        return f" (elapsed {_fmt_seconds(time.monotonic() - self.started)}, ~{_fmt_seconds(left)} left)"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_configs(
+    configs: Sequence[ExperimentConfig],
+    options: LaunchOptions,
+    *,
+    runner: Runner | None = None,
+    stream: TextIO | None = None,
+) -> list[RunOutcome]:
+    """Launch every config in order; skip finished ones unless ``force``; never stop on one failure
+    unless ``fail_fast`` (a sweep of many runs should not die with the first bad one)."""
+    stream = stream or sys.stdout
+    if runner is None:
+
+        def runner(command: Sequence[str], log_path: Path, env: Mapping[str, str]) -> int:
+            return default_runner(command, log_path, env, echo=stream if options.verbose else None)
+
+    progress = Progress(total=len(configs), stream=stream)
+    limit = options.effective_limit
+    plans = [build_plan(config, options) for config in configs]
+    outcomes: list[RunOutcome] = []
+    to_run = sum(1 for p in plans if options.force or not completion_status(p.config, p.output_dir, limit)[0])
+    for index, plan in enumerate(plans, start=1):
+        name = plan.config.name
+        complete, reason = completion_status(plan.config, plan.output_dir, limit)
+        if complete and not options.force:
+            progress.line(index, name, "skipped (complete)")
+            outcomes.append(RunOutcome(name, "skipped", reason=reason))
+            continue
+        if complete:
+            reason = "complete, rerun forced"
+        if options.dry_run:
+            stream.write(f"# {name}: {reason}; writes {plan.output_dir}\n{plan.shell}\n")
+            outcomes.append(RunOutcome(name, "planned", reason=reason))
+            continue
+        log_path = plan.output_dir / LOG_NAME
+        write_config_copy(plan.config, plan.output_dir / CONFIG_COPY_NAME)
+        note = f", {plan.num_processes} process(es)" if options.launcher == "accelerate" else ""
+        progress.line(index, name, f"running ({reason}{note}; log {log_path})")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        before = frozenset(plan.output_dir.glob(RESULTS_GLOB))
+        start = time.monotonic()
+        rc = runner(plan.command, log_path, env)
+        seconds = time.monotonic() - start
+        # Judge this run by the files it wrote: old results must not turn a failed rerun into "done".
+        complete, reason = completion_status(plan.config, plan.output_dir, limit, ignore=before)
+        progress.durations.append(seconds)
+        to_run -= 1
+        if complete:
+            progress.line(index, name, f"done in {_fmt_seconds(seconds)}{progress.eta(to_run)}")
+            outcomes.append(RunOutcome(name, "done", seconds))
+        else:
+            why = f"exit code {rc}; {reason}" if rc else reason
+            progress.line(index, name, f"FAILED in {_fmt_seconds(seconds)} ({why}; see {log_path})")
+            outcomes.append(RunOutcome(name, "failed", seconds, why))
+            if options.fail_fast:
+                break
+    counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("done", "skipped", "failed", "planned")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    stream.write(f"{summary or 'nothing to do'} in {_fmt_seconds(time.monotonic() - progress.started)}\n")
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_configs.py",
+        description="Run model_configs/*.yaml through lmms-eval, one output folder per config, resumably.",
+        epilog="Arguments after `--` go to lmms-eval unchanged, e.g. `-- --verbosity DEBUG`.",
+    )
+    parser.add_argument("configs", nargs="+", help="config files, directories or (quoted) globs")
+    parser.add_argument(
+        "--output-root", default="runs", help="folder holding one subfolder per config (default: runs)"
+    )
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="accelerate", help="default: accelerate")
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="data-parallel processes for accelerate (default: visible GPUs)",
+    )
+    parser.add_argument(
+        "--main-process-port", type=int, default=None, help="accelerate's --main_process_port"
+    )
+    parser.add_argument(
+        "--include-path",
+        default="auto",
+        help="lmms-eval --include_path for the task pack; 'auto' (default): lmms_vreason.tasks; 'none': omit",
+    )
+    parser.add_argument(
+        "--limit", type=float, default=None, help="lmms-eval --limit (testing only; part of resume)"
+    )
+    parser.add_argument(
+        "--lmms-eval-bin", default=None, help="plain launcher's executable (default: this venv's lmms-eval)"
+    )
+    parser.add_argument(
+        "--accelerate-bin", default=None, help="accelerate executable (default: this venv's accelerate)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rerun configs whose results are already complete"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="stream lmms-eval's output (always in the log)"
+    )
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
+    """CLI entry point; returns 0 when every config is done or skipped, 1 on a failure, 2 on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    include = args.include_path
+    if include == "auto":
+        include = task_pack_dir()
+    elif include.lower() == "none":
+        include = None
+    try:
+        configs = load_configs(args.configs)
+        options = LaunchOptions(
+            output_root=Path(args.output_root),
+            launcher=args.launcher,
+            num_processes=args.num_processes if args.num_processes is not None else detect_num_gpus(),
+            main_process_port=args.main_process_port,
+            include_path=include,
+            limit=args.limit,
+            extra_args=tuple(extra),
+            lmms_eval_bin=args.lmms_eval_bin or console_script("lmms-eval"),
+            accelerate_bin=args.accelerate_bin or console_script("accelerate"),
+            force=args.force,
+            dry_run=args.dry_run,
+            verbose=args.verbose,
+            fail_fast=args.fail_fast,
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outcomes = run_configs(configs, options, runner=runner)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

@@ -1,0 +1,13 @@
+#!/usr/bin/env python
+"""Run paper-experiment configs through lmms-eval (logic: :mod:`lmms_vreason.launcher`).
+
+Examples::
+
+    python scripts/run_configs.py 'model_configs/t1-7b-32f128-*.yaml' --output-root runs --dry-run
+    python scripts/run_configs.py model_configs/t4-*.yaml --launcher plain --limit 5 -- --verbosity DEBUG
+"""
+
+from lmms_vreason.launcher import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

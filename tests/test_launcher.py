@@ -1,0 +1,286 @@
+"""The launcher builds the right lmms-eval commands and resumes: finished configs are not rerun.
+
+Resume is tested end to end with a fake ``lmms-eval`` executable on PATH that records each call and
+writes a results JSON in lmms-eval's real layout (``<output_path>/<org__model>/<date>_results.json``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmms_vreason.benchmarks import TABLE1_COLUMNS
+from lmms_vreason.experiments import ExperimentConfig, config_from_mapping
+from lmms_vreason.launcher import (
+    CONFIG_COPY_NAME,
+    LaunchOptions,
+    build_plan,
+    completion_status,
+    main,
+    run_configs,
+)
+
+FAKE_LMMS_EVAL = r'''#!{python}
+"""Stand-in for lmms-eval: logs its argv, writes a results JSON unless FAKE_LMMS_FAIL is in the path."""
+import argparse, datetime, json, os, pathlib, sys
+p = argparse.ArgumentParser()
+for flag in ("--model", "--model_args", "--tasks", "--gen_kwargs", "--output_path", "--include_path"):
+    p.add_argument(flag)
+p.add_argument("--limit")
+p.add_argument("--log_samples", action="store_true")
+args, _ = p.parse_known_args()
+with open(os.environ["FAKE_LMMS_CALLS"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\n")
+if os.environ.get("FAKE_LMMS_FAIL") and os.environ["FAKE_LMMS_FAIL"] in args.output_path:
+    print("Traceback: simulated failure; lmms-eval still exits 0")
+    sys.exit(0)
+metric = {metric}
+gen = dict(kv.split("=", 1) for kv in args.gen_kwargs.split(",")) if args.gen_kwargs else None
+results = {{t: {{"alias": t, metric.get(t, "accuracy") + ",none": 50.0,
+                 metric.get(t, "accuracy") + "_stderr,none": 2.0}} for t in args.tasks.split(",")}}
+pretrained = dict(kv.split("=", 1) for kv in args.model_args.split(","))["pretrained"]
+out = pathlib.Path(args.output_path) / "__".join(pretrained.split("/")[-2:])
+out.mkdir(parents=True, exist_ok=True)
+stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+data = {{"results": results, "group_subtasks": {{t: [] for t in results}},
+        "config": {{"model": args.model, "model_args": args.model_args, "gen_kwargs": gen,
+                    "limit": float(args.limit) if args.limit else None}},
+        "n-samples": {{t: {{"original": 10, "effective": 10}} for t in results}}}}
+(out / f"{{stamp}}_results.json").write_text(json.dumps(data))
+'''
+
+ALL_TASKS = [c.task for c in TABLE1_COLUMNS]
+
+
+def make_config(name: str, *, tasks=("mmvu",), **model_args) -> ExperimentConfig:
+    args = {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "nframes": 32, "vreason": True, **model_args}
+    return config_from_mapping({"name": name, "reproduces": "test", "model_args": args, "tasks": list(tasks)})
+
+
+@pytest.fixture
+def fake_lmms_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the fake ``lmms-eval`` first on PATH; returns the file its calls are logged to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    metric = {c.task: c.metric for c in TABLE1_COLUMNS}
+    script = bin_dir / "lmms-eval"
+    script.write_text(FAKE_LMMS_EVAL.format(python=sys.executable, metric=repr(metric)))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    calls = tmp_path / "calls.jsonl"
+    calls.touch()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LMMS_CALLS", str(calls))
+    monkeypatch.delenv("FAKE_LMMS_FAIL", raising=False)
+    return calls
+
+
+def calls_of(calls: Path) -> list[list[str]]:
+    return [json.loads(line) for line in calls.read_text().splitlines() if line.strip()]
+
+
+def write_config_files(tmp_path: Path, configs: list[dict]) -> Path:
+    folder = tmp_path / "configs"
+    folder.mkdir(exist_ok=True)
+    for data in configs:
+        (folder / f"{data['name']}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder
+
+
+def config_dict(name: str, **model_args) -> dict:
+    args = {"pretrained": "Qwen/Qwen2.5-VL-3B-Instruct", "vreason": True, **model_args}
+    return {
+        "name": name,
+        "reproduces": "test",
+        "paper": {"mmvu": 50.0},
+        "model_args": args,
+        "tasks": ["mmvu"],
+    }
+
+
+def plain_argv(folder: Path, tmp_path: Path) -> list[str]:
+    """CLI args running the fake ``lmms-eval`` found on PATH (not this venv's real one)."""
+    return [str(folder), "--launcher", "plain", "--lmms-eval-bin", "lmms-eval"] + [
+        "--output-root",
+        str(tmp_path / "runs"),
+        "--include-path",
+        "none",
+    ]
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def test_plain_command(tmp_path: Path) -> None:
+    config = config_from_mapping(
+        {
+            "name": "t3-x",
+            "reproduces": "test",
+            "model_args": {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "vreason": True, "lite": True},
+            "tasks": ["mmvu"],
+            "gen_kwargs": {"temperature": 0.3, "top_p": 0.9, "min_p": 0.1},
+        }
+    )
+    options = LaunchOptions(
+        output_root=tmp_path / "runs",
+        launcher="plain",
+        include_path="/pack/tasks",
+        limit=5,
+        extra_args=("--verbosity", "DEBUG"),
+    )
+    plan = build_plan(config, options)
+    assert plan.command == (
+        "lmms-eval",
+        "--model",
+        "qwen2_5_vl_vreason",
+        "--model_args",
+        "pretrained=Qwen/Qwen2.5-VL-7B-Instruct,vreason=true,lite=true",
+        "--tasks",
+        "mmvu",
+        "--gen_kwargs",
+        "temperature=0.3,top_p=0.9,min_p=0.1",
+        "--output_path",
+        str((tmp_path / "runs" / "t3-x").absolute()),
+        "--log_samples",
+        "--include_path",
+        "/pack/tasks",
+        "--limit",
+        "5",
+        "--verbosity",
+        "DEBUG",
+    )
+
+
+def test_extra_args_may_not_contradict_the_config(tmp_path: Path) -> None:
+    for extra in (("--tasks", "mmvu"), ("--gen_kwargs=temperature=1",), ("--limit", "3")):
+        with pytest.raises(ValueError, match=extra[0].split("=")[0]):
+            LaunchOptions(output_root=tmp_path, extra_args=extra)
+
+
+def test_accelerate_command_and_model_parallel_runs_one_process(tmp_path: Path) -> None:
+    options = LaunchOptions(
+        output_root=tmp_path, launcher="accelerate", num_processes=4, main_process_port=29511
+    )
+    plan = build_plan(make_config("a", tasks=ALL_TASKS), options)
+    assert plan.command[:8] == (
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "4",
+        "--main_process_port",
+        "29511",
+        "-m",
+        "lmms_eval",
+    )
+    assert plan.command[plan.command.index("--tasks") + 1] == ",".join(ALL_TASKS)
+    assert "--gen_kwargs" not in plan.command and "--log_samples" in plan.command
+    sharded = build_plan(make_config("big", device_map="auto"), options)
+    assert sharded.command[2:4] == ("--num_processes", "1") and sharded.num_processes == 1
+
+
+def test_dry_run_prints_commands_and_runs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_config_files(tmp_path, [config_dict("c1"), config_dict("c2", lr=1.0e-4)])
+
+    def no_runner(*_args: object) -> int:
+        raise AssertionError("dry run must not run anything")
+
+    argv = [str(folder), "--dry-run", "--launcher", "accelerate", "--num-processes", "2"]
+    assert main([*argv, "--output-root", str(tmp_path / "runs")], runner=no_runner) == 0
+    out = capsys.readouterr().out
+    assert out.count("accelerate launch --num_processes 2 -m lmms_eval --model qwen2_5_vl_vreason") == 2
+    assert out.startswith("# c1") and "bin/accelerate launch" in out  # this venv's, not PATH's
+    assert "lr=0.0001" in out and str(tmp_path / "runs" / "c2") in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_invalid_config_fails_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = config_dict("bad", prune_only=True, lite=True)
+    folder = write_config_files(tmp_path, [config_dict("good"), bad])
+
+    def no_runner(*_args: object) -> int:
+        raise AssertionError("nothing may run when any config is invalid")
+
+    assert main([str(folder), "--output-root", str(tmp_path / "runs")], runner=no_runner) == 2
+    assert "prune_only" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_resume_skips_finished_configs(
+    tmp_path: Path, fake_lmms_eval: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_config_files(tmp_path, [config_dict("c1"), config_dict("c2", lr=1.0e-4)])
+    argv = plain_argv(folder, tmp_path)
+    assert main(argv) == 0
+    first = calls_of(fake_lmms_eval)
+    assert len(first) == 2
+    out = capsys.readouterr().out
+    assert "[1/2] c1 ... done in" in out and "[2/2] c2 ... done in" in out
+    assert (tmp_path / "runs" / "c1" / CONFIG_COPY_NAME).is_file()
+    assert list((tmp_path / "runs" / "c1").glob("Qwen__Qwen2.5-VL-3B-Instruct/*_results.json"))
+
+    assert main(argv) == 0  # second invocation: both finished, nothing runs
+    assert len(calls_of(fake_lmms_eval)) == 2
+    out = capsys.readouterr().out
+    assert "[1/2] c1 ... skipped (complete)" in out and "[2/2] c2 ... skipped (complete)" in out
+
+    assert main([*argv, "--force"]) == 0
+    assert len(calls_of(fake_lmms_eval)) == 4
+
+
+def test_resume_reruns_only_the_unfinished_one(tmp_path: Path, fake_lmms_eval: Path, monkeypatch) -> None:
+    folder = write_config_files(tmp_path, [config_dict("c1"), config_dict("c2", lr=1.0e-4)])
+    argv = plain_argv(folder, tmp_path)
+    monkeypatch.setenv("FAKE_LMMS_FAIL", "c2")
+    assert main(argv) == 1  # lmms-eval exited 0 but wrote nothing: judged by files, c2 failed
+    assert len(calls_of(fake_lmms_eval)) == 2
+    monkeypatch.delenv("FAKE_LMMS_FAIL")
+    assert main(argv) == 0
+    calls = calls_of(fake_lmms_eval)
+    assert len(calls) == 3 and str(tmp_path / "runs" / "c2") in calls[-1]
+    monkeypatch.setenv("FAKE_LMMS_FAIL", "c2")
+    assert main([*argv, "--force"]) == 1  # c2's old results must not pass a failed rerun off as done
+    assert len(calls_of(fake_lmms_eval)) == 5
+
+
+def test_limit_and_changed_args_are_not_complete(tmp_path: Path, fake_lmms_eval: Path) -> None:
+    config = make_config("c", tasks=ALL_TASKS)
+    runs = tmp_path / "runs"
+    quiet = io.StringIO()
+    limited = LaunchOptions(output_root=runs, launcher="plain", limit=3)
+    outcomes = run_configs([config], limited, stream=quiet)
+    assert [o.status for o in outcomes] == ["done"]
+    out_dir = runs / "c"
+    assert completion_status(config, out_dir, limit=3.0) == (True, "complete")
+    complete, reason = completion_status(config, out_dir, limit=None)
+    assert not complete and "--limit 3" in reason  # a --limit run does not count as the full run
+    changed = make_config("c", tasks=ALL_TASKS, lr=1.0e-4)
+    complete, reason = completion_status(changed, out_dir, limit=3.0)
+    assert not complete and "model_args differ" in reason
+    fewer = make_config("c", tasks=["mmvu"])
+    assert completion_status(fewer, out_dir, limit=3.0)[0]  # a subset of the tasks is covered
+    run_configs([config], limited, stream=quiet)
+    assert len(calls_of(fake_lmms_eval)) == 1
+
+
+def test_injected_runner_sees_each_unfinished_command(tmp_path: Path) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    def runner(command, log_path: Path, env) -> int:
+        seen.append(tuple(command))
+        assert log_path.parent.name in ("a", "b") and "PATH" in env
+        return 0  # writes nothing, so each run is judged failed
+
+    configs = [make_config("a"), make_config("b")]
+    options = LaunchOptions(output_root=tmp_path, launcher="plain", fail_fast=True)
+    outcomes = run_configs(configs, options, runner=runner, stream=io.StringIO())
+    assert [o.status for o in outcomes] == ["failed"] and len(seen) == 1
