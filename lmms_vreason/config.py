@@ -250,3 +250,21 @@ def parse_model_args(raw: Mapping[str, Any]) -> BackendArgs:
 def vreason_field_names() -> list[str]:
     """Field names of :class:`VReasonConfig` (for documentation and tests)."""
     return [f.name for f in dataclasses.fields(VReasonConfig)]
+
+
+def model_args_markdown() -> str:
+    """The README's table of model arguments (a test keeps the README equal to this)."""
+    rows = ["| argument | default | what it does |", "|---|---|---|"]
+    for spec in MODEL_ARGS:
+        names = " / ".join(f"`{n}`" for n in (spec.name, *spec.aliases))
+        default = (
+            "—"
+            if spec.default is None
+            else str(spec.default).lower()
+            if isinstance(spec.default, bool)
+            else spec.default
+        )
+        choices = [str(c) for c in spec.choices if c is not None]
+        extra = f" ({', '.join(choices)})" if choices else ""
+        rows.append(f"| {names} | `{default}` | {spec.help}{extra} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,142 @@
+"""The plugin through the real ``lmms-eval`` command line, on the tiny model and the fixture benchmark.
+
+lmms-eval exits 0 even when a run fails, so every assertion is on the files it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmms_vreason.benchmarks import DATA_ROOT_ENV
+from lmms_vreason.errors import MEDIA_ERROR_PREFIX
+from lmms_vreason.fixtures import make_fixture_bench
+from lmms_vreason.telemetry import read_traces
+
+pytestmark = pytest.mark.slow
+
+PIXELS = f"max_pixels={32 * 28 * 28},min_pixels={4 * 28 * 28}"
+GREEDY = "do_sample=false,temperature=0,max_new_tokens=12"
+
+
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory) -> Path:
+    return make_fixture_bench(tmp_path_factory.mktemp("fixture"))
+
+
+def run_lmms_eval(
+    out: Path,
+    model: str,
+    model_args: str,
+    data: Path,
+    *,
+    task: str = "mmvu",
+    limit: int = 3,
+    gen_kwargs: str = GREEDY,
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        model,
+        "--model_args",
+        model_args,
+        "--tasks",
+        task,
+        "--limit",
+        str(limit),
+        "--gen_kwargs",
+        gen_kwargs,
+        "--output_path",
+        str(out),
+        "--log_samples",
+    ]
+    env = {**os.environ, DATA_ROOT_ENV: str(data), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=out.parent)
+
+
+def read_samples(out: Path, task: str = "mmvu") -> dict[int, dict]:
+    files = sorted(out.rglob(f"*_samples_{task}.jsonl"))
+    assert files, f"lmms-eval wrote no samples under {out}"
+    rows = [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+    return {row["doc_id"]: row for row in rows}
+
+
+def response(row: dict) -> str:
+    resp = row["filtered_resps"] if "filtered_resps" in row else row["resps"]
+    while isinstance(resp, list):
+        resp = resp[0]
+    return resp
+
+
+def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_dir, fixture_data):
+    common = f"pretrained={tiny_model_dir},device=cpu,{PIXELS}"
+    ours = run_lmms_eval(
+        tmp_path / "ours",
+        "qwen2_5_vl_vreason",
+        f"{common},dtype=bfloat16,nframes=8,vreason=false",
+        fixture_data,
+    )
+    builtin = run_lmms_eval(
+        tmp_path / "builtin", "qwen2_5_vl", f"{common},device_map=cpu,max_num_frames=8", fixture_data
+    )
+    a, b = read_samples(tmp_path / "ours"), read_samples(tmp_path / "builtin")
+    assert sorted(a) == sorted(b) == [0, 1, 2], (ours.stderr[-2000:], builtin.stderr[-2000:])
+    for doc_id in a:
+        assert response(a[doc_id]) == response(b[doc_id])
+        assert len(response(a[doc_id])) > 0
+
+
+def test_vreason_run_writes_results_samples_and_matching_telemetry(tmp_path, tiny_model_dir, fixture_data):
+    args = (
+        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},step_size=2,telemetry=true"
+    )
+    proc = run_lmms_eval(
+        tmp_path / "run", "qwen2_5_vl_vreason", args, fixture_data, gen_kwargs="max_new_tokens=10"
+    )
+    results = sorted((tmp_path / "run").rglob("*_results.json"))
+    assert results, proc.stderr[-3000:]
+    data = json.loads(results[-1].read_text())
+    assert 0.0 <= data["results"]["mmvu"]["accuracy,none"] <= 100.0
+    samples = read_samples(tmp_path / "run")
+    traces = {t.doc_id: t for t in read_traces(tmp_path / "run")}
+    assert sorted(traces) == sorted(samples) == [0, 1, 2]
+    for trace in traces.values():
+        assert trace.vreason and trace.task == "mmvu"
+        assert trace.output_tokens == len(trace.entropy) == len(trace.ema) <= 10
+        assert trace.opt_steps == sum(trace.optimized) == trace.output_tokens // 2 - (trace.output_tokens < 2)
+        assert trace.video_tokens_before > 0 and trace.decode_s > 0
+
+
+def test_missing_video_fails_that_sample_and_the_run_goes_on(tmp_path, tiny_model_dir):
+    data = make_fixture_bench(tmp_path / "data", missing_video=True)
+    records = json.loads((data / "eval_mmvu.json").read_text())
+    missing = [i for i, r in enumerate(records) if not (data / r["path"]).exists()]
+    assert missing, "fixture should reference a missing video"
+    args = f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS}"
+    proc = run_lmms_eval(
+        tmp_path / "run", "qwen2_5_vl_vreason", args, data, limit=len(records), gen_kwargs="max_new_tokens=4"
+    )
+    samples = read_samples(tmp_path / "run")
+    assert len(samples) == len(records), proc.stderr[-3000:]
+    for doc_id, row in samples.items():
+        failed = response(row).startswith(MEDIA_ERROR_PREFIX)
+        assert failed == (doc_id in missing)
+        if failed:
+            assert records[doc_id]["path"].split("/")[-1] in response(row)
+    assert "file not found" in proc.stdout + proc.stderr
+
+
+def test_unknown_model_argument_fails_at_startup_naming_valid_ones(tmp_path, tiny_model_dir, fixture_data):
+    proc = run_lmms_eval(
+        tmp_path / "run", "qwen2_5_vl_vreason", f"pretrained={tiny_model_dir},stepsize=4", fixture_data
+    )
+    assert "unknown model argument(s) stepsize" in proc.stderr + proc.stdout
+    assert "step_size" in proc.stderr + proc.stdout
+    assert not list((tmp_path / "run").rglob("*_results.json"))
