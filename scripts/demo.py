@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     telemetry = sorted(output.rglob("vreason_telemetry_rank*.jsonl"))
     rows = sum(1 for f in telemetry for line in f.read_text().splitlines() if line.strip())
-    print(f"demo OK: {GROUP_TASK} avg={avg:.1f} avg_wo_mra={avg_wo:.1f} (random weights: no parsable answers expected)")
+    print(
+        f"demo OK: {GROUP_TASK} avg={avg:.1f} avg_wo_mra={avg_wo:.1f} (random weights: no parsable answers expected)"
+    )
     print(f"results: {results[-1]}  telemetry rows: {rows}")
     return 0
 
