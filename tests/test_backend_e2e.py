@@ -140,3 +140,20 @@ def test_unknown_model_argument_fails_at_startup_naming_valid_ones(tmp_path, tin
     assert "unknown model argument(s) stepsize" in proc.stderr + proc.stdout
     assert "step_size" in proc.stderr + proc.stdout
     assert not list((tmp_path / "run").rglob("*_results.json"))
+
+
+def test_lite_run_through_lmms_eval_prunes_and_reports_it(tmp_path, tiny_model_dir, fixture_data):
+    from lmms_vreason.pruning import keep_count
+
+    args = f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},lite=true,keep_ratio=0.5,telemetry=true"
+    proc = run_lmms_eval(
+        tmp_path / "run", "qwen2_5_vl_vreason", args, fixture_data, limit=2, gen_kwargs="max_new_tokens=6"
+    )
+    assert sorted((tmp_path / "run").rglob("*_results.json")), proc.stdout[-3000:]
+    traces = list(read_traces(tmp_path / "run"))
+    assert len(traces) == 2
+    for trace in traces:
+        assert trace.lite and trace.vreason
+        assert (
+            trace.video_tokens_after == keep_count(trace.video_tokens_before, 0.5) < trace.video_tokens_before
+        )
