@@ -134,6 +134,7 @@ def decode(
             reference = pruned.reference_norm
         else:
             ctrl_pos, reference = video_pos, None
+        ctrl_pos = ctrl_pos.to(values.device)  # the last layer may sit on another GPU (device_map)
         index = ctrl_pos[:, None, :, None].expand(batch, values.shape[1], -1, values.shape[3])
         controller = ValueController(values.gather(2, index), ctrl_pos, vr, reference_norm=reference)
         layer.controller = controller

@@ -58,10 +58,10 @@ def video_token_scores(cache: DynamicCache, video_positions: torch.Tensor) -> to
     total = None
     for layer in cache.layers:
         values = layer.values
-        index = video_positions[:, None, :, None].expand(
-            values.shape[0], values.shape[1], -1, values.shape[3]
-        )
+        pos = video_positions.to(values.device)  # layers may sit on different GPUs (device_map)
+        index = pos[:, None, :, None].expand(values.shape[0], values.shape[1], -1, values.shape[3])
         norms = torch.linalg.vector_norm(values.gather(2, index).float(), dim=-1).mean(dim=1)
+        norms = norms.to(video_positions.device)
         total = norms if total is None else total + norms
     assert total is not None
     return total / len(cache.layers)
@@ -100,13 +100,15 @@ def prune_video_tokens(
     dropped = torch.where(~keep_mask, order, order + seq_len).sort(dim=1).values[:, : n_video - n_keep]
 
     last = cache.layers[-1].values
-    v_index = video_positions[:, None, :, None].expand(batch, last.shape[1], -1, last.shape[3])
+    v_pos = video_positions.to(last.device)
+    v_index = v_pos[:, None, :, None].expand(batch, last.shape[1], -1, last.shape[3])
     reference = scope_norm(last.gather(2, v_index).to(torch.promote_types(last.dtype, torch.float32)), scope)
     if scope == "token":
-        reference = reference.gather(2, top[:, None, :, None])
+        reference = reference.gather(2, top.to(reference.device)[:, None, :, None])
 
     for layer in cache.layers:
-        index = keep_index[:, None, :, None].expand(batch, layer.keys.shape[1], -1, layer.keys.shape[3])
+        keep = keep_index.to(layer.keys.device)
+        index = keep[:, None, :, None].expand(batch, layer.keys.shape[1], -1, layer.keys.shape[3])
         layer.keys = layer.keys.gather(2, index)
         layer.values = layer.values.gather(2, index)
 

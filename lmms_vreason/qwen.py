@@ -97,7 +97,7 @@ class QwenVLDecoder:
         attention_mask: torch.Tensor | None = None,
         **prefill_inputs: Any,
     ) -> torch.Tensor:
-        """One forward; the last position's raw logits in at least float32 (as ``generate``), ``[B, V]``."""
+        """One forward; the last position's raw logits in at least float32, on the inputs' device, ``[B, V]``."""
         out = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
@@ -108,4 +108,6 @@ class QwenVLDecoder:
             **prefill_inputs,
         )
         logits = out.logits[:, -1]
-        return logits.to(torch.promote_types(logits.dtype, torch.float32))
+        # Like generate(): logits join the inputs' device (with device_map=auto the LM head may sit
+        # on another GPU); the move is differentiable, so the gradient path is unchanged.
+        return logits.to(dtype=torch.promote_types(logits.dtype, torch.float32), device=input_ids.device)
