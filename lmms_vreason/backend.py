@@ -162,7 +162,7 @@ class Qwen2_5_VL_VReason(lmms):
             raw = self._apply_system_prompt(raw, self._resolve_system_prompt(self.args["system_prompt"]))
         return ChatMessages(messages=raw)
 
-    def _inputs(self, chats: list[ChatMessages]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    def _inputs(self, chats: list[ChatMessages]) -> dict[str, torch.Tensor]:
         hf_messages = [chat.to_hf_messages(video_kwargs=self.frames.video_kwargs()) for chat in chats]
         texts = [
             self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
@@ -185,7 +185,7 @@ class Qwen2_5_VL_VReason(lmms):
             padding_side="left" if len(chats) > 1 else "right",
             return_tensors="pt",
         )
-        return dict(inputs), texts
+        return dict(inputs)
 
     def _seeded_generator(self, doc_id: int) -> torch.Generator:
         gen = torch.Generator(device=self.decoder.device)
@@ -195,7 +195,7 @@ class Qwen2_5_VL_VReason(lmms):
     def _run_batch(
         self, chats: list[ChatMessages], settings: GenerationSettings, doc_ids: Sequence[int]
     ) -> tuple[DecodeOutput, dict[str, torch.Tensor], float | None]:
-        inputs, _ = self._inputs(chats)
+        inputs = self._inputs(chats)
         device = self.decoder.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

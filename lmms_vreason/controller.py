@@ -61,7 +61,6 @@ class ValueController:
         self.index = positions.to(video_values.device)[:, None, :, None].expand(b, h, -1, d)
         self.delta = torch.zeros_like(self.base, requires_grad=True)
         self.optimizer = torch.optim.AdamW([self.delta], lr=config.lr, weight_decay=0.0)
-        self.grad_norm = torch.zeros(b, dtype=torch.float32, device=self.base.device)
 
     def controlled_values(self) -> torch.Tensor:
         """``(V + ΔV) * ||V_ref|| / ||V + ΔV||`` in float32; exactly ``V`` when ΔV = 0 (full mode)."""
@@ -88,7 +87,6 @@ class ValueController:
         norms = torch.linalg.vector_norm(grad.flatten(1), dim=1)
         coef = (self.config.grad_clip / (norms + 1e-6)).clamp(max=1.0)
         grad.mul_(coef.view(-1, 1, 1, 1))
-        self.grad_norm = norms
         return norms
 
     def step(self) -> None:

@@ -112,11 +112,13 @@ def decode(
     mask = inputs.get("attention_mask")
     mask = None if mask is None else mask.to(device)
     # generate() drops an all-ones mask so attention takes its unmasked path; so do we.
-    pass_mask = mask is not None and bool((mask == 0).any())
+    padded = mask is not None and bool((mask == 0).any())
     position_ids = decoder.prefill_positions({**inputs, "input_ids": input_ids, "attention_mask": mask})
     cache = decoder.new_cache()
     prefill_kwargs = {k: inputs[k].to(device) for k in PREFILL_ONLY_INPUTS if inputs.get(k) is not None}
-    logits = decoder.forward(input_ids, position_ids, cache, mask if pass_mask else None, **prefill_kwargs)
+    if not padded:
+        mask = None
+    logits = decoder.forward(input_ids, position_ids, cache, mask, **prefill_kwargs)
 
     video_pos = decoder.video_positions(input_ids) if (controls or vr.prunes) else None
     n_video = 0 if video_pos is None else int(video_pos.shape[1])
@@ -126,7 +128,6 @@ def decode(
     if vr.prunes and n_video > 0:
         pruned = prune_video_tokens(cache, video_pos, vr.keep_ratio, attention_mask=mask, scope=vr.norm_scope)
         mask = pruned.attention_mask
-        pass_mask = mask is not None and bool((mask == 0).any())
     if controls and n_video > 0:
         values = layer.values
         if pruned is not None:
@@ -220,7 +221,7 @@ def decode(
         optimise_now = controller is not None and step % vr.step_size == 0
         layer.differentiable = optimise_now
         with torch.set_grad_enabled(optimise_now):
-            logits = decoder.forward(next_tokens[:, None], position_ids, cache, mask if pass_mask else None)
+            logits = decoder.forward(next_tokens[:, None], position_ids, cache, mask)
 
     _device_sync(device)
     decode_s = time.perf_counter() - decode_start

@@ -48,9 +48,8 @@ QWEN25_SPECIAL_TOKENS: tuple[str, ...] = (
 )
 """Qwen2.5-VL's added tokens, in id order (151643..151664 with the real vocabulary)."""
 
-_SPECIAL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"} | {
-    t for t in QWEN25_SPECIAL_TOKENS if t.startswith("<|") and t != "<|fim_prefix|>"
-}
+_SPECIAL = frozenset(QWEN25_SPECIAL_TOKENS[:14])
+"""Marked special as in Qwen2.5-VL (``<|endoftext|>``..``<|video_pad|>``); tool/FIM tokens are not."""
 REAL_VOCAB_SIZE = 151_936
 """Embedding rows of the released Qwen2.5-VL models (the tokenizer's 151,665 ids, padded)."""
 
