@@ -23,7 +23,7 @@ from lmms_eval.protocol import ChatMessages
 from loguru import logger
 from tqdm import tqdm
 
-from lmms_vreason.config import ArgumentError, BackendArgs, parse_model_args
+from lmms_vreason.config import ArgumentError, BackendArgs, merge_host_config, parse_model_args
 from lmms_vreason.decode import DecodeOutput, decode
 from lmms_vreason.errors import MEDIA_ERROR_PREFIX, MediaError
 from lmms_vreason.media import FrameSettings, load_visuals
@@ -72,14 +72,20 @@ class Qwen2_5_VL_VReason(lmms):
 
     is_simple = False
 
+    @classmethod
+    def create_from_arg_string(
+        cls, arg_string: str, additional_config: dict[str, Any] | None = None
+    ) -> Qwen2_5_VL_VReason:
+        """lmms-eval's constructor hook, with a clear error where ``--model_args`` repeats a CLI option."""
+        model_args = lmms_utils.simple_parse_args_string(arg_string)
+        return cls(**merge_host_config(model_args, additional_config or {}))
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         self.args: BackendArgs = parse_model_args(kwargs)
         values = self.args.values
         self.vreason = self.args.vreason
         self.batch_size_per_gpu = int(values["batch_size"])
-        if self.vreason.controls and self.batch_size_per_gpu > 1:
-            raise ArgumentError("vreason=true needs batch_size=1 (batched V-Reason is not supported yet)")
         self.telemetry_dir = values["telemetry_dir"] or output_path_from_argv(sys.argv)
         if values["telemetry"] and not self.telemetry_dir:
             raise ArgumentError("telemetry=true needs telemetry_dir=... or lmms-eval's --output_path")
@@ -320,8 +326,8 @@ class Qwen2_5_VL_VReason(lmms):
             optimized=s.optimized[b, :n_out].tolist(),
             opt_steps=int(s.opt_steps[b]),
             skipped_steps=int(s.skipped_steps[b]),
-            video_tokens_before=s.video_tokens_before,
-            video_tokens_after=s.video_tokens_after,
+            video_tokens_before=int(s.video_tokens_before[b]),
+            video_tokens_after=int(s.video_tokens_after[b]),
             input_tokens=n_in,
             output_tokens=n_out,
             prefill_s=s.prefill_s,

@@ -111,7 +111,12 @@ MODEL_ARGS: tuple[ArgSpec, ...] = (
         "fps", float, None, "sample frames at this rate instead of a fixed count (not the paper's protocol)"
     ),
     ArgSpec("system_prompt", str, None, "system prompt; default: the chat template's own"),
-    ArgSpec("batch_size", int, 1, "requests per forward pass (V-Reason on: 1)"),
+    ArgSpec(
+        "batch_size",
+        int,
+        1,
+        "requests decoded together, each with its own ΔV and optimiser (CLI: `--batch_size`)",
+    ),
     ArgSpec("seed", int, 0, "seed of the sampler's random generator (reset per request for reproducibility)"),
     ArgSpec("vreason", bool, _VR_DEFAULTS.enabled, "run the value-cache controller"),
     ArgSpec("step_size", int, _VR_DEFAULTS.step_size, "optimise every k-th decoded token (k)"),
@@ -143,6 +148,26 @@ HOST_ARGS: frozenset[str] = frozenset({"max_batch_size"})
 
 _BY_NAME: dict[str, ArgSpec] = {spec.name: spec for spec in MODEL_ARGS}
 _ALIASES: dict[str, str] = {alias: spec.name for spec in MODEL_ARGS for alias in spec.aliases}
+
+
+# Arguments the lmms-eval command line passes itself, by the option that sets them.
+HOST_OPTIONS: dict[str, str] = {"batch_size": "--batch_size", "device": "--device"}
+
+
+def merge_host_config(model_args: dict[str, Any], host_config: dict[str, Any]) -> dict[str, Any]:
+    """``--model_args`` plus what lmms-eval passes itself (``--batch_size``, ``--device``, ...).
+
+    lmms-eval always passes ``batch_size`` (default 1), so the same key in ``--model_args`` would
+    otherwise die in a bare ``TypeError``; name the option to use instead.
+    """
+    host = {k: v for k, v in host_config.items() if v is not None}
+    clashes = sorted(set(model_args) & set(host))
+    if clashes:
+        how = "; ".join(f"{k}: use lmms-eval's {HOST_OPTIONS.get(k, '--' + k)}" for k in clashes)
+        raise ArgumentError(
+            f"set {', '.join(clashes)} on the lmms-eval command line, not in --model_args ({how})"
+        )
+    return {**model_args, **host}
 
 
 def valid_argument_names() -> list[str]:

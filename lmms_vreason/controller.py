@@ -10,10 +10,13 @@ no graph reaches the cache, earlier layers or model parameters.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers.cache_utils import DynamicLayer
 
 from lmms_vreason.config import NormScope, VReasonConfig
+from lmms_vreason.ragged import PAD, position_flags
 
 _SCOPE_DIMS: dict[str, tuple[int, ...]] = {
     # values are [B, kv_heads, tokens, head_dim]
@@ -29,12 +32,21 @@ def scope_norm(values: torch.Tensor, scope: NormScope) -> torch.Tensor:
 
 
 class ValueController:
-    """ΔV for a batch of samples, with its AdamW optimiser; one instance per batch of samples.
+    """ΔV for a batch of samples, each with its own AdamW state; one instance per batch.
+
+    Every sample has its own ΔV leaf tensor, so "one optimiser per sample" (SPEC §1.6) holds
+    exactly inside a batch: a sample whose step is skipped (non-finite entropy or gradient, or
+    already finished) keeps its ΔV, moments and step count, while the others update. The AdamW
+    over the per-sample leaves still runs as one multi-tensor step.
+
+    Samples may control different numbers of video tokens (a ragged batch); ``positions`` rows are
+    then right-padded with :data:`PAD`. Padding entries hold zero values, receive no gradient and
+    are never written to the cache.
 
     Args:
         video_values: the original (never modified) last-layer values at the controlled positions,
-            ``[B, kv_heads, N, head_dim]``, model dtype.
-        positions: cache positions of those values, ``[B, N]`` (sorted).
+            ``[B, kv_heads, N, head_dim]``, model dtype (anything at padding entries).
+        positions: cache positions of those values, ``[B, N]`` (ascending, then :data:`PAD`).
         reference_norm: ``||V_ref||`` in the scope's shape; the norm of the unpruned video block
             (Lite) or ``None`` to use the norm of ``video_values`` (full V-Reason, Eq. 1).
         config: hyperparameters (lr, grad_clip, norm_scope).
@@ -51,51 +63,94 @@ class ValueController:
         # float32 for every real model (bf16/fp16/fp32), as SPEC §1 asks; float64 for a float64 model
         # so the gradient can be checked against float64 autograd at 1e-8.
         state_dtype = torch.promote_types(video_values.dtype, torch.float32)
-        self.base = video_values.detach().to(state_dtype)
+        device = video_values.device
+        self.positions = positions.to(device)
+        self.valid = (self.positions != PAD)[:, None, :, None]
+        self.base = video_values.detach().to(state_dtype) * self.valid
         self.reference_norm = (
             scope_norm(self.base, config.norm_scope)
             if reference_norm is None
             else reference_norm.to(state_dtype)
         )
         b, h, _, d = video_values.shape
-        self.index = positions.to(video_values.device)[:, None, :, None].expand(b, h, -1, d)
-        self.delta = torch.zeros_like(self.base, requires_grad=True)
-        self.optimizer = torch.optim.AdamW([self.delta], lr=config.lr, weight_decay=0.0)
+        self.index = self.positions.clamp(min=0)[:, None, :, None].expand(b, h, -1, d)
+        self.deltas = [torch.zeros_like(self.base[i : i + 1], requires_grad=True) for i in range(b)]
+        self.optimizer = torch.optim.AdamW(self.deltas, lr=config.lr, weight_decay=0.0)
+
+    @property
+    def delta(self) -> torch.Tensor:
+        """The whole batch's ΔV, ``[B, kv_heads, N, head_dim]`` (a detached copy)."""
+        return torch.cat([d.detach() for d in self.deltas])
+
+    @property
+    def grad(self) -> torch.Tensor | None:
+        """The whole batch's pending ΔV gradient (zeros for samples without one), or ``None``."""
+        if all(d.grad is None for d in self.deltas):
+            return None
+        return torch.cat([torch.zeros_like(d) if d.grad is None else d.grad for d in self.deltas])
+
+    @torch.no_grad()
+    def load_delta(self, delta: torch.Tensor) -> None:
+        """Set ΔV (``[B, kv_heads, N, head_dim]``), e.g. to decode with a fixed ΔV."""
+        for i, d in enumerate(self.deltas):
+            d.copy_(delta[i : i + 1] * self.valid[i : i + 1])
 
     def controlled_values(self) -> torch.Tensor:
         """``(V + ΔV) * ||V_ref|| / ||V + ΔV||`` in float32; exactly ``V`` when ΔV = 0 (full mode)."""
-        shifted = self.base + self.delta
+        shifted = self.base + torch.cat(self.deltas)
         norm = scope_norm(shifted, self.config.norm_scope)
-        scale = torch.where(norm > 0, self.reference_norm / norm, torch.ones_like(norm))
+        # Double where: a zero norm (padding entries, token scope) must not send 0/0 = NaN into the
+        # backward pass of the branch that is not taken.
+        nonzero = norm > 0
+        scale = torch.where(nonzero, self.reference_norm / torch.where(nonzero, norm, 1.0), 1.0)
         return shifted * scale
+
+    def _spliced(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The controlled positions of ``values`` as a mask, and ``V_new`` (zero at padding entries).
+
+        Insertion is "zero the controlled positions, then add": padding entries (sent to position 0)
+        add an exact zero, which a plain scatter could not promise for duplicate indices.
+        """
+        controlled = position_flags(self.positions, values.shape[2])[:, None, :, None]
+        return controlled, (self.controlled_values() * self.valid).to(values.dtype)
 
     def insert(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` with the controlled positions replaced by a differentiable ``V_new(ΔV)``."""
-        return values.scatter(2, self.index, self.controlled_values().to(values.dtype))
+        controlled, new = self._spliced(values)
+        return values.masked_fill(controlled, 0).scatter_add(2, self.index, new)
 
     @torch.no_grad()
     def write_back(self, values: torch.Tensor) -> None:
         """Store the current ``V_new`` into the cache tensor in place (no autograd)."""
-        values.scatter_(2, self.index, self.controlled_values().to(values.dtype))
+        controlled, new = self._spliced(values)
+        values.masked_fill_(controlled, 0).scatter_add_(2, self.index, new)
 
     def clip_and_measure(self) -> torch.Tensor:
         """Clip each sample's gradient to ``grad_clip`` (as ``clip_grad_norm_`` does per tensor).
 
-        Returns per-sample pre-clip gradient norms (non-finite where the gradient is).
+        Returns per-sample pre-clip gradient norms, ``[B]`` (non-finite where the gradient is).
         """
-        grad = self.delta.grad
-        norms = torch.linalg.vector_norm(grad.flatten(1), dim=1)
+        grads = [d.grad if d.grad is not None else torch.zeros_like(d) for d in self.deltas]
+        norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
         coef = (self.config.grad_clip / (norms + 1e-6)).clamp(max=1.0)
-        grad.mul_(coef.view(-1, 1, 1, 1))
+        for i, g in enumerate(grads):
+            g.mul_(coef[i])
         return norms
 
-    def step(self) -> None:
-        """One AdamW step on ΔV (gradient already clipped), then clear the gradient."""
+    def step(self, update: Sequence[bool] | None = None) -> None:
+        """One AdamW step for the samples marked in ``update`` (default: all); clear all gradients.
+
+        Samples not marked keep ΔV, moments and step count exactly (AdamW skips grad-less leaves).
+        """
+        if update is not None:
+            for d, keep in zip(self.deltas, update, strict=True):
+                if not keep:
+                    d.grad = None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def skip(self) -> None:
-        """Drop this step's gradient without updating (non-finite entropy or gradient)."""
+        """Drop this step's gradient without updating any sample."""
         self.optimizer.zero_grad(set_to_none=True)
 
 

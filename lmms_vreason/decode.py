@@ -24,6 +24,7 @@ from lmms_vreason.controller import ValueController
 from lmms_vreason.objective import EntropyTracker, entropy, switch_loss
 from lmms_vreason.pruning import PrunedCache, prune_video_tokens
 from lmms_vreason.qwen import PREFILL_ONLY_INPUTS, QwenVLDecoder
+from lmms_vreason.ragged import PAD
 from lmms_vreason.sampling import GenerationSettings, TokenSampler
 
 
@@ -39,7 +40,7 @@ class DecodeProbe(Protocol):
 
 @dataclass
 class DecodeStats:
-    """Per-sample dynamics and costs of one decode call (tensors on the host, ``[B, T]``)."""
+    """Per-sample dynamics and costs of one decode call (host tensors, ``[B, T]`` or per sample ``[B]``)."""
 
     entropy: torch.Tensor
     ema: torch.Tensor
@@ -47,8 +48,8 @@ class DecodeStats:
     optimized: torch.Tensor
     opt_steps: torch.Tensor
     skipped_steps: torch.Tensor
-    video_tokens_before: int = 0
-    video_tokens_after: int = 0
+    video_tokens_before: torch.Tensor
+    video_tokens_after: torch.Tensor
     prefill_s: float = 0.0
     decode_s: float = 0.0
 
@@ -105,8 +106,6 @@ def decode(
     batch = input_ids.shape[0]
     vr = vreason if vreason is not None else VReasonConfig(enabled=False)
     controls = vr.controls
-    if controls and batch != 1:
-        raise ValueError("V-Reason with batch_size > 1 is not supported yet: use batch_size=1")
     t_start = time.perf_counter()
 
     mask = inputs.get("attention_mask")
@@ -121,7 +120,10 @@ def decode(
     logits = decoder.forward(input_ids, position_ids, cache, mask, **prefill_kwargs)
 
     video_pos = decoder.video_positions(input_ids) if (controls or vr.prunes) else None
-    n_video = 0 if video_pos is None else int(video_pos.shape[1])
+    n_video = 0 if video_pos is None else int(video_pos.shape[1])  # the largest count in the batch
+    video_counts = (
+        torch.zeros(batch, dtype=torch.long) if video_pos is None else (video_pos != PAD).sum(1).cpu()
+    )
     pruned: PrunedCache | None = None
     controller: ValueController | None = None
     layer = decoder.controlled_layer(cache)
@@ -136,7 +138,7 @@ def decode(
         else:
             ctrl_pos, reference = video_pos, None
         ctrl_pos = ctrl_pos.to(values.device)  # the last layer may sit on another GPU (device_map)
-        index = ctrl_pos[:, None, :, None].expand(batch, values.shape[1], -1, values.shape[3])
+        index = ctrl_pos.clamp(min=0)[:, None, :, None].expand(batch, values.shape[1], -1, values.shape[3])
         controller = ValueController(values.gather(2, index), ctrl_pos, vr, reference_norm=reference)
         layer.controller = controller
         if reference is not None:
@@ -182,29 +184,30 @@ def decode(
                 switch_loss(h, alpha).backward()
             layer.differentiable = False
             if probe is not None:
-                probe.on_gradient(
-                    step, controller.delta.detach().clone(), controller.delta.grad.clone(), alpha, h
-                )
+                probe.on_gradient(step, controller.delta, controller.grad, alpha, h)
             norms = controller.clip_and_measure()
-            finite_flag = (torch.isfinite(h) & torch.isfinite(norms)).all()
+            finite_flag = torch.isfinite(h) & torch.isfinite(norms)
         # The one host sync of the step.
         if finite_flag is not None:
-            host = torch.cat([next_tokens, finite_flag.long().view(1)]).tolist()
-            tokens, finite = host[:-1], bool(host[-1])
+            host = torch.cat([next_tokens, finite_flag.long()]).tolist()
+            tokens, finite = host[:batch], [bool(f) for f in host[batch:]]
         else:
-            tokens, finite = next_tokens.tolist(), True
+            tokens, finite = next_tokens.tolist(), []
         if step == 1:
             prefill_s = time.perf_counter() - t_start
             decode_start = time.perf_counter()
         if opt_step:
             assert controller is not None
-            optimized[:, step - 1] = True
-            if finite:
-                controller.step()
+            # Samples that already stopped are left alone; a non-finite sample skips only its own update.
+            update = [u and f for u, f in zip(unfinished, finite, strict=True)]
+            for b, active in enumerate(unfinished):
+                optimized[b, step - 1] = active
+                skipped[b] += int(active and not finite[b])
+            if any(update):
+                controller.step(update)
                 controller.write_back(layer.values)
             else:
                 controller.skip()
-                skipped += 1
         for b, tok in enumerate(tokens):
             if unfinished[b]:
                 sequences[b].append(tok)
@@ -233,8 +236,8 @@ def decode(
         optimized=optimized[:, :n],
         opt_steps=optimized[:, :n].sum(dim=1),
         skipped_steps=skipped,
-        video_tokens_before=n_video,
-        video_tokens_after=n_video if pruned is None else int(pruned.kept_video_positions.shape[1]),
+        video_tokens_before=video_counts,
+        video_tokens_after=video_counts if pruned is None else pruned.kept_counts.cpu(),
         prefill_s=prefill_s,
         decode_s=decode_s,
     )

@@ -16,26 +16,38 @@ from transformers import DynamicCache
 
 from lmms_vreason.config import NormScope
 from lmms_vreason.controller import scope_norm
+from lmms_vreason.ragged import PAD, packed_positions, position_flags
 
 
 @dataclass
 class PrunedCache:
     """What pruning did, per sample (the cache itself is modified in place).
 
+    Samples of a batch may hold different numbers of video tokens, so after pruning they may hold
+    different numbers of cache positions. The pruned cache has the longest sample's length; shorter
+    samples start with padding slots (which copy position 0 and are masked out of attention), the
+    way a left-padded batch starts with pad tokens. Per-sample position lists are right-padded with
+    :data:`lmms_vreason.ragged.PAD`.
+
     Attributes:
-        keep_index: original cache positions kept, ``[B, L']`` (sorted).
-        kept_video_positions: positions of the kept video tokens in the *pruned* cache, ``[B, N']``.
+        keep_index: original cache position held by every slot of the pruned cache, ``[B, L']``
+            (ascending after the leading padding slots, which hold 0).
+        kept_video_positions: slots of the kept video tokens in the *pruned* cache, ``[B, N']``.
         dropped_positions: original positions of the dropped video tokens, ``[B, N - N']``.
-        scores: the value-norm score of every video token, ``[B, N]``.
+        video_counts / kept_counts: video tokens per sample before / after pruning, ``[B]``.
+        scores: the value-norm score of every video token, ``[B, N]`` (NaN at padding).
         reference_norm: norm of the unpruned last-layer video values in the controller's scope,
             restricted to the kept tokens for ``token`` scope (the Lite rescale target).
-        attention_mask: the 2D mask restricted to kept positions (``None`` if none was given).
+        attention_mask: the 2D mask over the pruned cache: the given mask at the kept positions,
+            0 at padding slots. ``None`` only if no mask was given and no sample needs padding.
         kv_bytes_before / kv_bytes_after: bytes held by all layers' keys and values.
     """
 
     keep_index: torch.Tensor
     kept_video_positions: torch.Tensor
     dropped_positions: torch.Tensor
+    video_counts: torch.Tensor
+    kept_counts: torch.Tensor
     scores: torch.Tensor
     reference_norm: torch.Tensor
     attention_mask: torch.Tensor | None
@@ -54,22 +66,30 @@ def cache_bytes(cache: DynamicCache) -> int:
 
 
 def video_token_scores(cache: DynamicCache, video_positions: torch.Tensor) -> torch.Tensor:
-    """Mean over layers and KV heads of each video token's value-vector L2 norm, ``[B, N]``."""
+    """Mean over layers and KV heads of each video token's value-vector L2 norm, ``[B, N]`` (NaN at pads)."""
+    valid = video_positions != PAD
     total = None
     for layer in cache.layers:
         values = layer.values
-        pos = video_positions.to(values.device)  # layers may sit on different GPUs (device_map)
+        pos = video_positions.clamp(min=0).to(values.device)  # layers may sit on different GPUs
         index = pos[:, None, :, None].expand(values.shape[0], values.shape[1], -1, values.shape[3])
         norms = torch.linalg.vector_norm(values.gather(2, index).float(), dim=-1).mean(dim=1)
         norms = norms.to(video_positions.device)
         total = norms if total is None else total + norms
     assert total is not None
-    return total / len(cache.layers)
+    return (total / len(cache.layers)).masked_fill(~valid, math.nan)
 
 
 def keep_count(n_video: int, keep_ratio: float) -> int:
-    """Video tokens kept: ``keep_ratio * N`` rounded half up, at least one."""
+    """Video tokens kept: ``keep_ratio * N`` rounded half up, at least one (none of none)."""
+    if n_video <= 0:
+        return 0
     return max(1, min(n_video, math.floor(keep_ratio * n_video + 0.5)))
+
+
+def _gather_rows(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``source.gather(1, index)`` where :data:`PAD` entries of ``index`` stay :data:`PAD`."""
+    return source.gather(1, index.clamp(min=0)).masked_fill(index == PAD, PAD)
 
 
 @torch.no_grad()
@@ -81,30 +101,57 @@ def prune_video_tokens(
     attention_mask: torch.Tensor | None = None,
     scope: NormScope = "block",
 ) -> PrunedCache:
-    """Drop the lowest-scoring video tokens from every layer of ``cache`` (in place)."""
-    batch, n_video = video_positions.shape
+    """Drop the lowest-scoring video tokens from every layer of ``cache`` (in place).
+
+    Args:
+        cache: the prefilled cache; every layer holds ``[B, H, L, D]`` keys and values.
+        video_positions: cache positions of each sample's video tokens, ``[B, N]``, ascending,
+            right-padded with :data:`PAD` (see :meth:`QwenVLDecoder.video_positions`).
+        keep_ratio: share of each sample's video tokens that stays (:func:`keep_count`).
+        attention_mask: the 2D prefill mask, ``[B, L]``, if the batch is padded.
+        scope: the controller's norm scope, for the rescale target.
+    """
+    batch, width = video_positions.shape
     seq_len = cache.layers[0].keys.shape[2]
     device = video_positions.device
     before = cache_bytes(cache)
+    valid = video_positions != PAD
+    video_counts = valid.sum(dim=1)
     scores = video_token_scores(cache, video_positions)
-    n_keep = keep_count(n_video, keep_ratio)
-    top = scores.topk(n_keep, dim=1).indices.sort(dim=1).values
-    kept_video = video_positions.gather(1, top)
-    keep_mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
-    keep_mask.scatter_(1, video_positions, False)
-    keep_mask.scatter_(1, kept_video, True)
-    order = torch.arange(seq_len, device=device).expand(batch, -1)
-    keep_index = (
-        torch.where(keep_mask, order, order + seq_len).sort(dim=1).values[:, : seq_len - n_video + n_keep]
+
+    # Per-sample top-k over each sample's own video tokens (k differs between samples).
+    kept_counts = torch.tensor(
+        [keep_count(int(n), keep_ratio) for n in video_counts.tolist()], dtype=torch.long, device=device
     )
-    dropped = torch.where(~keep_mask, order, order + seq_len).sort(dim=1).values[:, : n_video - n_keep]
+    top = scores.masked_fill(~valid, -math.inf).topk(int(kept_counts.max()), dim=1).indices
+    chosen = torch.arange(top.shape[1], device=device) < kept_counts[:, None]
+    kept_flags = torch.zeros(batch, width, dtype=torch.bool, device=device).scatter_(1, top, chosen)
+    kept_in_video = packed_positions(kept_flags)  # index into each sample's video-token list
+    kept_original = _gather_rows(video_positions, kept_in_video)
+
+    is_video = position_flags(video_positions, seq_len)
+    keep_flags = ~is_video | position_flags(kept_original, seq_len)
+    kept_len = keep_flags.sum(dim=1)
+    lead = int(kept_len.max()) - kept_len  # padding slots in front of each shorter sample
+    slots = torch.arange(int(kept_len.max()), device=device) - lead[:, None]
+    real_slot = slots >= 0
+    keep_index = packed_positions(keep_flags).gather(1, slots.clamp(min=0)).masked_fill(~real_slot, 0)
+    dropped = packed_positions(is_video & ~keep_flags)
+    slot_of_position = keep_flags.long().cumsum(dim=1) - 1 + lead[:, None]
+    kept_slots = _gather_rows(slot_of_position, kept_original)
 
     last = cache.layers[-1].values
-    v_pos = video_positions.to(last.device)
-    v_index = v_pos[:, None, :, None].expand(batch, last.shape[1], -1, last.shape[3])
-    reference = scope_norm(last.gather(2, v_index).to(torch.promote_types(last.dtype, torch.float32)), scope)
+    v_index = (
+        video_positions.clamp(min=0)
+        .to(last.device)[:, None, :, None]
+        .expand(batch, last.shape[1], -1, last.shape[3])
+    )
+    video_values = last.gather(2, v_index).to(torch.promote_types(last.dtype, torch.float32))
+    video_values = video_values * valid.to(last.device)[:, None, :, None]  # pads add nothing to a norm
+    reference = scope_norm(video_values, scope)
     if scope == "token":
-        reference = reference.gather(2, top.to(reference.device)[:, None, :, None])
+        t_index = kept_in_video.clamp(min=0).to(reference.device)[:, None, :, None]
+        reference = reference.gather(2, t_index.expand(batch, reference.shape[1], -1, 1))
 
     for layer in cache.layers:
         keep = keep_index.to(layer.keys.device)
@@ -112,13 +159,16 @@ def prune_video_tokens(
         layer.keys = layer.keys.gather(2, index)
         layer.values = layer.values.gather(2, index)
 
-    # Where each kept video token sits in the pruned cache.
-    new_pos = torch.searchsorted(keep_index, kept_video)
-    mask = None if attention_mask is None else attention_mask.gather(1, keep_index)
+    mask = None
+    if attention_mask is not None or bool((lead > 0).any()):
+        full = attention_mask if attention_mask is not None else torch.ones_like(keep_flags, dtype=torch.long)
+        mask = full.gather(1, keep_index).masked_fill(~real_slot, 0)
     return PrunedCache(
         keep_index=keep_index,
-        kept_video_positions=new_pos,
+        kept_video_positions=kept_slots,
         dropped_positions=dropped,
+        video_counts=video_counts,
+        kept_counts=kept_counts,
         scores=scores,
         reference_norm=reference,
         attention_mask=mask,

@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from lmms_vreason.controller import ControlledValueLayer
+from lmms_vreason.ragged import packed_positions
 
 PREFILL_ONLY_INPUTS = (
     "pixel_values",
@@ -79,15 +80,12 @@ class QwenVLDecoder:
         return torch.cat([text[None].to(vision.dtype), vision], dim=0)
 
     def video_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Positions of video tokens per sample, ``[B, N]``; every sample must have the same N."""
-        is_video = input_ids == self.video_token_id
-        counts = is_video.sum(dim=1)
-        if bool((counts != counts[0]).any()):
-            raise ValueError(f"samples in a batch have different video token counts: {counts.tolist()}")
-        n = int(counts[0])
-        order = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        keyed = torch.where(is_video, order, order + input_ids.shape[1])
-        return keyed.sort(dim=1).values[:, :n]
+        """Cache positions of each sample's video tokens, ascending, ``[B, N]``.
+
+        ``N`` is the largest count in the batch; rows of samples with fewer video tokens are padded
+        with :data:`lmms_vreason.ragged.PAD`.
+        """
+        return packed_positions(input_ids == self.video_token_id)
 
     def forward(
         self,

@@ -59,6 +59,30 @@ def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, qu
     )
 
 
+def make_batch_inputs(processor, samples: list[dict]):
+    """Left-padded processor inputs for several (frames, size, seed, question) samples, as a batch."""
+    texts, videos, metadata = [], [], []
+    for spec in samples:
+        frames, size = spec.get("frames", 4), spec.get("size", 56)
+        gen = torch.Generator().manual_seed(spec.get("seed", 0))
+        videos.append(torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8, generator=gen))
+        content = [{"type": "video"}, {"type": "text", "text": spec.get("question", "What moves?")}]
+        messages = [{"role": "user", "content": content}]
+        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        metadata.append({"fps": 2.0, "frames_indices": list(range(frames)), "total_num_frames": frames})
+    return dict(
+        processor(
+            text=texts,
+            videos=videos,
+            video_metadata=metadata,
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+            videos_kwargs={"do_sample_frames": False},
+        )
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_inputs(tiny_processor):
     return make_inputs(tiny_processor)

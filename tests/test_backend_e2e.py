@@ -38,6 +38,7 @@ def run_lmms_eval(
     task: str = "mmvu",
     limit: int = 3,
     gen_kwargs: str = GREEDY,
+    batch_size: int = 1,
 ) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
@@ -51,6 +52,8 @@ def run_lmms_eval(
         task,
         "--limit",
         str(limit),
+        "--batch_size",
+        str(batch_size),
         "--gen_kwargs",
         gen_kwargs,
         "--output_path",
@@ -142,12 +145,19 @@ def test_unknown_model_argument_fails_at_startup_naming_valid_ones(tmp_path, tin
     assert not list((tmp_path / "run").rglob("*_results.json"))
 
 
-def test_lite_run_through_lmms_eval_prunes_and_reports_it(tmp_path, tiny_model_dir, fixture_data):
+def test_batched_lite_run_through_lmms_eval_prunes_and_reports_it(tmp_path, tiny_model_dir, fixture_data):
     from lmms_vreason.pruning import keep_count
 
+    # batch_size=2: both requests are decoded together, each with its own kept set and ΔV.
     args = f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},lite=true,keep_ratio=0.5,telemetry=true"
     proc = run_lmms_eval(
-        tmp_path / "run", "qwen2_5_vl_vreason", args, fixture_data, limit=2, gen_kwargs="max_new_tokens=6"
+        tmp_path / "run",
+        "qwen2_5_vl_vreason",
+        args,
+        fixture_data,
+        limit=2,
+        gen_kwargs="max_new_tokens=6",
+        batch_size=2,
     )
     assert sorted((tmp_path / "run").rglob("*_results.json")), proc.stdout[-3000:]
     traces = list(read_traces(tmp_path / "run"))

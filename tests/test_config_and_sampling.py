@@ -6,7 +6,13 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from lmms_vreason.config import ArgumentError, VReasonConfig, parse_model_args, valid_argument_names
+from lmms_vreason.config import (
+    ArgumentError,
+    VReasonConfig,
+    merge_host_config,
+    parse_model_args,
+    valid_argument_names,
+)
 from lmms_vreason.sampling import GenerationSettings, TokenSampler
 
 
@@ -108,3 +114,16 @@ def test_seeded_sampler_is_reproducible():
     assert draw[0] == draw[1]
     many = {TokenSampler(settings, torch.Generator().manual_seed(s))(None, logits).item() for s in range(20)}
     assert len(many) > 1
+
+
+def test_model_args_repeating_a_cli_option_name_the_option():
+    from lmms_vreason.backend import Qwen2_5_VL_VReason
+
+    with pytest.raises(ArgumentError, match="batch_size.*--batch_size"):
+        Qwen2_5_VL_VReason.create_from_arg_string(
+            "pretrained=x,batch_size=2", {"batch_size": 1, "max_batch_size": None, "device": None}
+        )
+    with pytest.raises(ArgumentError, match="device.*--device"):
+        Qwen2_5_VL_VReason.create_from_arg_string("device=cpu", {"device": "cuda"})
+    merged = merge_host_config({"pretrained": "x", "device": "cpu"}, {"batch_size": 4, "device": None})
+    assert merged == {"pretrained": "x", "device": "cpu", "batch_size": 4}

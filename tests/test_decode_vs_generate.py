@@ -73,7 +73,7 @@ def test_controller_frozen_at_zero_equals_generate(tiny_model, tiny_inputs, monk
     """Every step runs the differentiable path (k=1) but ΔV never moves: logits must be bit-identical."""
     from lmms_vreason.controller import ValueController
 
-    monkeypatch.setattr(ValueController, "step", lambda self: self.optimizer.zero_grad(set_to_none=True))
+    monkeypatch.setattr(ValueController, "step", lambda self, update=None: self.skip())
     ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
     out, logits = _ours(
         tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(step_size=1)

@@ -95,7 +95,7 @@ def test_no_parameter_gradients_and_no_graph_left(tiny_model, tiny_inputs):
     )
     assert int(out.stats.opt_steps[0]) == 5
     assert all(not p.requires_grad and p.grad is None for p in tiny_model.parameters())
-    assert out.controller is not None and out.controller.delta.grad is None
+    assert out.controller is not None and out.controller.grad is None
     assert out.controller.delta.dtype == torch.float32
 
 

@@ -61,7 +61,7 @@ def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_d
         kept = pruned.kept_video_positions
         idx = kept[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         ctrl = ValueController(layer.values.gather(2, idx), kept, cfg, reference_norm=pruned.reference_norm)
-        ctrl.delta.data = _fixed_delta(ctrl.delta)
+        ctrl.load_delta(_fixed_delta(ctrl.delta))
         ctrl.write_back(layer.values)
     got = _greedy(dec, cache, pos, logits)
 
@@ -78,7 +78,7 @@ def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_d
         ref_ctrl = ValueController(
             layer.values.gather(2, idx), kept_orig, cfg, reference_norm=all_norm.view(1, 1, 1, 1)
         )
-        ref_ctrl.delta.data = _fixed_delta(ref_ctrl.delta)
+        ref_ctrl.load_delta(_fixed_delta(ref_ctrl.delta))
         ref_ctrl.write_back(layer.values)
     want = _greedy(dec, cache_r, pos_r, logits_r, mask)
 
@@ -164,7 +164,7 @@ def test_kept_set_is_top_scoring_half_and_rescale_keeps_block_norm():
     ctrl = ValueController(
         last.gather(2, idx), kept, VReasonConfig(lite=True), reference_norm=pruned.reference_norm
     )
-    ctrl.delta.data = torch.randn_like(ctrl.delta)
+    ctrl.load_delta(torch.randn_like(ctrl.delta))
     torch.testing.assert_close(ctrl.controlled_values().norm(), unpruned_norm)
     assert ctrl.controlled_values().norm() > last.gather(2, idx).norm() * 1.01
 
@@ -189,6 +189,139 @@ def test_lite_decode_reports_video_tokens(tiny_model, tiny_inputs):
         VReasonConfig(lite=True, step_size=2),
     )
     n = int((tiny_inputs["input_ids"] == tiny_model.config.video_token_id).sum())
-    assert out.stats.video_tokens_before == n
-    assert out.stats.video_tokens_after == keep_count(n, 0.5)
+    assert out.stats.video_tokens_before.tolist() == [n]
+    assert out.stats.video_tokens_after.tolist() == [keep_count(n, 0.5)]
     assert out.controller is not None and out.controller.delta.shape[2] == keep_count(n, 0.5)
+
+
+def _hand_ragged_cache() -> tuple[DynamicCache, torch.Tensor, dict[tuple[int, int], float]]:
+    """2 layers, 2 samples, 2 heads, 10 positions, head_dim 3; sample 0 has 6 video tokens, sample 1 has 3."""
+    torch.manual_seed(1)
+    layers = [torch.randn(2, 2, 10, 3) * 0.01 for _ in range(2)]
+    strength = {(0, 2): 1.0, (0, 3): 5.0, (0, 4): 2.0, (0, 5): 4.0, (0, 6): 0.5, (0, 7): 3.0}
+    strength |= {(1, 4): 2.0, (1, 6): 7.0, (1, 8): 1.0}
+    for v in layers:
+        for (b, p), s in strength.items():
+            v[b, 0, p, :] = s
+            v[b, 1, p, :] = 2 * s  # heads differ, so per-head quantities are distinguishable
+    video = torch.tensor([[2, 3, 4, 5, 6, 7], [4, 6, 8, -1, -1, -1]])
+    return _hand_cache(layers), video, strength
+
+
+def test_ragged_batch_keeps_per_sample_sets_and_pads_with_masked_slots():
+    cache, video, strength = _hand_ragged_cache()
+    last_before = cache.layers[-1].values.clone()
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[1, :2] = 0  # sample 1 is left-padded
+    pruned = prune_video_tokens(cache, video, 0.5, attention_mask=mask)
+
+    assert pruned.video_counts.tolist() == [6, 3]
+    assert pruned.kept_counts.tolist() == [3, 2]  # 3 * 0.5 = 1.5 rounds half up to 2
+    # Sample 0 keeps 7 positions, sample 1 keeps 9: sample 0 gets two masked padding slots in front.
+    assert pruned.keep_index.tolist() == [[0, 0, 0, 1, 3, 5, 7, 8, 9], [0, 1, 2, 3, 4, 5, 6, 7, 9]]
+    assert pruned.attention_mask.tolist() == [[0, 0, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 1, 1]]
+    kept = pruned.kept_video_positions
+    assert kept.tolist() == [[4, 5, 6], [4, 6, -1]]
+    assert pruned.keep_index[0, kept[0]].tolist() == [3, 5, 7]  # the strongest, in sequence order
+    assert pruned.keep_index[1, kept[1, :2]].tolist() == [4, 6]
+    assert pruned.dropped_positions.tolist() == [[2, 4, 6], [8, -1, -1]]
+    # Scores: mean over heads (s and 2s) of the norm, s * sqrt(3) * 1.5; NaN where a sample has no token.
+    want = [[strength[(b, p)] * 1.5 * 3**0.5 for p in pos] for b, pos in enumerate([range(2, 8), [4, 6, 8]])]
+    torch.testing.assert_close(pruned.scores[0], torch.tensor(want[0]))
+    torch.testing.assert_close(pruned.scores[1, :3], torch.tensor(want[1]))
+    assert torch.isnan(pruned.scores[1, 3:]).all()
+    # Every layer shrank to the longest sample's kept length and holds the kept positions' entries.
+    for layer in cache.layers:
+        assert layer.values.shape == (2, 2, 9, 3)
+    for b in range(2):
+        real = pruned.attention_mask[b].bool()
+        torch.testing.assert_close(
+            cache.layers[-1].values[b][:, real], last_before[b][:, pruned.keep_index[b, real]]
+        )
+    # Block reference norm: each sample's own unpruned video block, padding excluded.
+    for b, positions in enumerate([[2, 3, 4, 5, 6, 7], [4, 6, 8]]):
+        torch.testing.assert_close(
+            pruned.reference_norm[b].flatten(), last_before[b][:, positions].norm().view(1)
+        )
+
+
+def test_token_scope_reference_is_per_kept_token():
+    cache, video, _ = _hand_ragged_cache()
+    last_before = cache.layers[-1].values.clone()
+    pruned = prune_video_tokens(cache, video, 0.5, scope="token")
+    assert pruned.reference_norm.shape == (2, 1, 3, 1)  # token scope: one norm over heads and dims
+    for b in range(2):
+        n = int(pruned.kept_counts[b])
+        original = pruned.keep_index[b, pruned.kept_video_positions[b, :n]]
+        want = last_before[b][:, original].pow(2).sum(dim=(0, 2)).sqrt()
+        torch.testing.assert_close(pruned.reference_norm[b, 0, :n, 0], want)
+
+
+class _LogitRecorder:
+    def __init__(self) -> None:
+        self.logits: list[torch.Tensor] = []
+
+    def on_logits(self, step: int, logits: torch.Tensor) -> None:
+        self.logits.append(logits)
+
+    def on_gradient(self, *args) -> None:  # pragma: no cover - the controller is off here
+        raise AssertionError("no optimisation step expected")
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("keep_ratio", [0.5, 0.3])
+def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
+    tiny_model_dir, tiny_processor, attn, keep_ratio
+):
+    from conftest import load_model, make_batch_inputs, make_inputs
+
+    dec = QwenVLDecoder(load_model(tiny_model_dir, attn=attn))
+    samples = [
+        {"frames": 4, "size": 56, "seed": 1, "question": "What moves?"},
+        {"frames": 8, "size": 84, "seed": 2, "question": "Which object is left of the red cube at the end?"},
+    ]
+    batch = make_batch_inputs(tiny_processor, samples)
+    counts = (batch["input_ids"] == dec.video_token_id).sum(dim=1).tolist()
+    assert counts[0] != counts[1]  # ragged video-token counts
+    cfg = VReasonConfig(enabled=False, lite=True, prune_only=True, keep_ratio=keep_ratio)
+    settings = GenerationSettings(max_new_tokens=STEPS)
+
+    seen = _LogitRecorder()
+    out = decode(dec, batch, settings, cfg, eos_token_ids=[], probe=seen)
+    got = torch.stack(seen.logits)  # [T, B, V]
+    assert out.stats.video_tokens_before.tolist() == counts
+    assert out.stats.video_tokens_after.tolist() == [keep_count(n, keep_ratio) for n in counts]
+    assert out.pruned is not None and out.pruned.attention_mask is not None
+
+    for b, spec in enumerate(samples):
+        alone = _LogitRecorder()
+        single = decode(
+            dec, make_inputs(tiny_processor, **spec), settings, cfg, eos_token_ids=[], probe=alone
+        )
+        want = torch.stack(alone.logits)[:, 0]
+        assert got.shape[0] == want.shape[0] == STEPS
+        assert (got[:, b] - want).abs().max() < 1e-5
+        assert out.sequences[b] == single.sequences[0]
+
+
+def test_packed_positions_round_trip_and_sample_without_video():
+    from lmms_vreason.ragged import PAD, packed_positions, position_flags
+
+    gen = torch.Generator().manual_seed(0)
+    flags = torch.rand(4, 12, generator=gen) > 0.6
+    flags[2] = False  # a sample with nothing flagged
+    packed = packed_positions(flags)
+    assert packed.shape == (4, int(flags.sum(dim=1).max()))
+    for b in range(4):
+        row = [p for p in packed[b].tolist() if p != PAD]
+        assert row == torch.nonzero(flags[b]).flatten().tolist()
+    assert torch.equal(position_flags(packed, 12), flags)
+
+    # A text-only sample beside a video sample: it keeps its whole cache, the other prunes.
+    cache, video, _ = _hand_ragged_cache()
+    video[1] = PAD
+    pruned = prune_video_tokens(cache, video, 0.5)
+    assert pruned.video_counts.tolist() == [6, 0] and pruned.kept_counts.tolist() == [3, 0]
+    assert pruned.keep_index[1].tolist() == list(range(10))
+    assert pruned.attention_mask.tolist() == [[0, 0, 0] + [1] * 7, [1] * 10]
+    assert pruned.dropped_positions.tolist() == [[2, 4, 6], [-1, -1, -1]]

@@ -1,0 +1,81 @@
+"""The backend with ``batch_size > 1``: a batch whose videos give different token counts.
+
+Real benchmarks mix aspect ratios and durations, so one batch holds samples with different numbers
+of video tokens; pruning must keep each sample's own top set and pad the shorter ones with masked
+slots, and the controller must keep each sample's own ΔV. Reference: the same backend running every
+sample alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lmms_eval.protocol import ChatMessages
+
+from lmms_vreason.backend import Qwen2_5_VL_VReason
+from lmms_vreason.fixtures import write_video
+from lmms_vreason.pruning import keep_count
+from lmms_vreason.sampling import GenerationSettings
+
+
+def _video(path: Path, frames: int, height: int, width: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    write_video(path, rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("videos")
+    return [
+        _video(root / "square.mp4", 8, 112, 112, 1),
+        _video(root / "wide.mp4", 8, 112, 224, 2),
+    ]
+
+
+def _chat(video: str, question: str) -> ChatMessages:
+    content = [{"type": "video", "url": video}, {"type": "text", "text": question}]
+    return ChatMessages(messages=[{"role": "user", "content": content}])
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        {"vreason": False, "lite": True, "prune_only": True},
+        {"vreason": True, "lite": True, "step_size": 2, "lr": 0.05},
+        {"vreason": True, "step_size": 2, "lr": 0.05},
+    ],
+    ids=["prune-only", "lite", "full"],
+)
+def test_ragged_batch_equals_each_sample_alone(tiny_model_dir, videos, tmp_path, mode):
+    backend = Qwen2_5_VL_VReason(
+        pretrained=str(tiny_model_dir),
+        device="cpu",
+        dtype="float32",
+        attn_implementation="eager",
+        nframes=4,
+        max_pixels=64 * 28 * 28,
+        min_pixels=4 * 28 * 28,
+        batch_size=2,
+        telemetry=True,  # also records the per-step entropy compared below
+        telemetry_dir=str(tmp_path),
+        **mode,
+    )
+    chats = [_chat(videos[0], "What moves?"), _chat(videos[1], "Which square is left of the others?")]
+    settings = GenerationSettings(max_new_tokens=16)
+    out, inputs, _ = backend._run_batch(chats, settings, [0, 1])
+    counts = (inputs["input_ids"] == backend.decoder.video_token_id).sum(dim=1).tolist()
+    assert counts[0] < counts[1]  # the wide video has more tokens: a ragged batch
+    lite = mode.get("lite", False)
+    assert out.stats.video_tokens_after.tolist() == [keep_count(n, 0.5) if lite else n for n in counts]
+    for b, chat in enumerate(chats):
+        alone, _, _ = backend._run_batch([chat], settings, [b])
+        assert out.sequences[b] == alone.sequences[0]
+        assert out.stats.video_tokens_after[b] == alone.stats.video_tokens_after[0]
+        n = len(alone.sequences[0])
+        assert float(alone.stats.entropy[0, :n].min()) > 0
+        assert out.stats.opt_steps[b] == alone.stats.opt_steps[0]
+        torch.testing.assert_close(out.stats.entropy[b, :n], alone.stats.entropy[0, :n], rtol=0, atol=1e-5)

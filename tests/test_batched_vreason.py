@@ -1,0 +1,109 @@
+"""Batched V-Reason: every sample of a (ragged) batch behaves exactly as if it ran alone.
+
+Each sample has its own ΔV, AdamW state, entropy EMA and (Lite) kept set. Reference: the same
+decode loop on each sample alone. The batch is left-padded and its samples hold different numbers of
+video tokens, so padded attention and padded controller entries are both exercised.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_batch_inputs, make_inputs
+
+import lmms_vreason.decode as decode_module
+from lmms_vreason.config import VReasonConfig
+from lmms_vreason.decode import decode
+from lmms_vreason.qwen import QwenVLDecoder
+from lmms_vreason.sampling import GenerationSettings
+
+STEPS = 16
+SAMPLES = [
+    {"frames": 4, "size": 56, "seed": 1, "question": "What moves?"},
+    {"frames": 8, "size": 84, "seed": 2, "question": "Which object is left of the red cube at the end?"},
+]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.logits: list[torch.Tensor] = []
+
+    def on_logits(self, step: int, logits: torch.Tensor) -> None:
+        self.logits.append(logits)
+
+    def on_gradient(self, *args) -> None:
+        pass
+
+
+def _run(dec, inputs, cfg, **kwargs):
+    probe = _Recorder()
+    out = decode(dec, inputs, GenerationSettings(max_new_tokens=STEPS), cfg, probe=probe, **kwargs)
+    return out, torch.stack(probe.logits, dim=1)  # [B, T, V]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        VReasonConfig(step_size=2, lr=0.05),
+        VReasonConfig(step_size=1, lr=0.05, norm_scope="token"),
+        VReasonConfig(step_size=2, lr=0.05, lite=True, keep_ratio=0.5),
+    ],
+    ids=["full-k2", "full-k1-token", "lite-k2"],
+)
+def test_batched_vreason_equals_each_sample_alone(tiny_model, tiny_processor, cfg):
+    dec = QwenVLDecoder(tiny_model)
+    batch = make_batch_inputs(tiny_processor, SAMPLES)
+    counts = (batch["input_ids"] == dec.video_token_id).sum(dim=1)
+    assert counts[0] != counts[1]
+    out, logits = _run(dec, batch, cfg, eos_token_ids=[])
+    assert out.controller is not None and len(out.controller.deltas) == 2
+    assert out.stats.skipped_steps.tolist() == [0, 0]  # a silently skipped update would also "match"
+    for b, spec in enumerate(SAMPLES):
+        alone, alone_logits = _run(dec, make_inputs(tiny_processor, **spec), cfg, eos_token_ids=[])
+        assert out.sequences[b] == alone.sequences[0]
+        assert (logits[b] - alone_logits[0]).abs().max() < 1e-5
+        torch.testing.assert_close(out.stats.entropy[b], alone.stats.entropy[0], rtol=0, atol=1e-5)
+        assert out.stats.opt_steps[b] == alone.stats.opt_steps[0] > 0
+        n = alone.controller.delta.shape[2]
+        mine = out.controller.delta[b : b + 1]
+        torch.testing.assert_close(mine[:, :, :n], alone.controller.delta, rtol=0, atol=1e-4)
+        assert int(torch.count_nonzero(mine[:, :, n:])) == 0  # padding entries never move
+        # ΔV really moved, so the comparison above is not between two zeros.
+        assert float(alone.controller.delta.abs().max()) > 1e-3
+
+
+def test_non_finite_sample_skips_only_its_own_update(tiny_model, tiny_processor, monkeypatch):
+    dec = QwenVLDecoder(tiny_model)
+    cfg = VReasonConfig(step_size=2, lr=0.05)
+    alone, alone_logits = _run(dec, make_inputs(tiny_processor, **SAMPLES[0]), cfg, eos_token_ids=[])
+
+    real_entropy = decode_module.entropy
+    poison = torch.tensor([1.0, float("nan")])
+    monkeypatch.setattr(decode_module, "entropy", lambda logits: real_entropy(logits) * poison)
+    out, logits = _run(dec, make_batch_inputs(tiny_processor, SAMPLES), cfg, eos_token_ids=[])
+
+    assert out.sequences[0] == alone.sequences[0]
+    assert (logits[0] - alone_logits[0]).abs().max() < 1e-5
+    assert out.stats.skipped_steps.tolist() == [0, int(out.stats.opt_steps[1])]
+    ctrl = out.controller
+    assert float(ctrl.delta[1].abs().max()) == 0.0
+    assert ctrl.optimizer.state[ctrl.deltas[0]]["step"] == int(out.stats.opt_steps[0]) == STEPS // 2
+    assert len(ctrl.optimizer.state[ctrl.deltas[1]]) == 0  # never stepped: no moments, no step count
+
+
+def test_finished_sample_stops_optimising_while_the_other_goes_on(tiny_model, tiny_processor):
+    dec = QwenVLDecoder(tiny_model)
+    cfg = VReasonConfig(step_size=2, lr=0.05)
+    first, _ = _run(dec, make_inputs(tiny_processor, **SAMPLES[0]), cfg, eos_token_ids=[])
+    second, second_logits = _run(dec, make_inputs(tiny_processor, **SAMPLES[1]), cfg, eos_token_ids=[])
+    prefix = first.sequences[0][:5]
+    assert second.sequences[0][:5] != prefix
+
+    out, logits = _run(
+        dec, make_batch_inputs(tiny_processor, SAMPLES), cfg, eos_token_ids=[], stop=lambda ids: ids == prefix
+    )
+    assert out.sequences == [prefix, second.sequences[0]]
+    assert out.stats.opt_steps.tolist() == [2, STEPS // 2]  # sample 0 optimised at t = 2, 4 only
+    assert out.stats.optimized[0].nonzero().flatten().tolist() == [1, 3]
+    assert out.controller.optimizer.state[out.controller.deltas[0]]["step"] == 2
+    assert (logits[1] - second_logits[0]).abs().max() < 1e-5
