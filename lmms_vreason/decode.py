@@ -5,8 +5,12 @@ positions, same cache, same processors, same draw). With V-Reason on, every k-th
 first) runs its forward with autograd enabled so the step's raw entropy can be differentiated with
 respect to ΔV (SPEC §1.6-1.7); the next step's forward sees the updated ΔV.
 
+Batches: every sample keeps its own ΔV, AdamW state, entropy EMA and Lite kept set, so a sample
+decodes as it would alone (up to float rounding of padded attention). A sample that has stopped, or
+whose entropy or gradient is non-finite, skips its own update only.
+
 Host synchronisation: one small device-to-host copy per step (the sampled tokens, plus the finite
-flag on optimising steps), which stopping needs anyway. Entropies, EMA and α stay on the device and
+flags on optimising steps), which stopping needs anyway. Entropies, EMA and α stay on the device and
 are copied once per sample.
 """
 

@@ -99,14 +99,16 @@ def synthetic_model(args: argparse.Namespace, device: torch.device, dtype: torch
     return Qwen2_5_VLForConditionalGeneration(config).to(device=device, dtype=dtype).eval(), config
 
 
-def synthetic_inputs(config: Any, n_video: int, text_tokens: int, device: torch.device, dtype: torch.dtype):
-    """A prompt of ``text_tokens`` text tokens around ``n_video`` video tokens (one temporal grid step)."""
+def synthetic_inputs(
+    config: Any, n_video: int, text_tokens: int, device: torch.device, dtype: torch.dtype, batch: int = 1
+):
+    """``batch`` copies of a prompt of ``text_tokens`` text tokens around ``n_video`` video tokens."""
     a = max(d for d in range(1, int(n_video**0.5) + 1) if n_video % d == 0)
     grid = torch.tensor([[1, 2 * a, 2 * (n_video // a)]])  # tokens = t * h * w / merge^2 = n_video
     head = [config.vision_start_token_id]
     ids = [11] * (text_tokens // 2) + head + [config.video_token_id] * n_video + [config.vision_end_token_id]
     ids += [12] * (text_tokens - text_tokens // 2)
-    input_ids = torch.tensor([ids], device=device)
+    input_ids = torch.tensor([ids] * batch, device=device)
     mm = (input_ids == config.video_token_id).long() * 2
     gen = torch.Generator().manual_seed(0)
     pixels = torch.randn(int(grid.prod()), 3 * 2 * 14 * 14, generator=gen).to(device=device, dtype=dtype)
@@ -114,9 +116,9 @@ def synthetic_inputs(config: Any, n_video: int, text_tokens: int, device: torch.
         "input_ids": input_ids,
         "attention_mask": torch.ones_like(input_ids),
         "mm_token_type_ids": mm,
-        "pixel_values_videos": pixels,
-        "video_grid_thw": grid.to(device),
-        "second_per_grid_ts": torch.tensor([1.0], device=device),
+        "pixel_values_videos": pixels.repeat(batch, 1),
+        "video_grid_thw": grid.repeat(batch, 1).to(device),
+        "second_per_grid_ts": torch.ones(batch, device=device),
     }
 
 
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--video-tokens", type=int, default=128)
     parser.add_argument("--text-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1, help="samples decoded together (ms are per step)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config = model.config
     else:
         model, config = synthetic_model(args, device, dtype)
-    inputs = synthetic_inputs(config, args.video_tokens, args.text_tokens, device, dtype)
+    inputs = synthetic_inputs(config, args.video_tokens, args.text_tokens, device, dtype, args.batch)
     dec = QwenVLDecoder(model)
     settings = GenerationSettings(max_new_tokens=args.new_tokens)
 
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": args.model_dir or f"synthetic {args.layers}L/{args.hidden}h/{args.vocab}v",
         "video_tokens": args.video_tokens,
         "new_tokens": args.new_tokens,
+        "batch": args.batch,
         "flush_denormal": bool(flush),
         "threads": torch.get_num_threads(),
         "base_ms_per_token": round(base_ms, 3),
