@@ -23,6 +23,19 @@ def tiny_processor(tiny_model_dir: Path):
     return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
 
 
+class LogitRecorder:
+    """A decode probe that keeps every step's raw logits (``[B, V]`` each)."""
+
+    def __init__(self) -> None:
+        self.logits: list[torch.Tensor] = []
+
+    def on_logits(self, step: int, logits: torch.Tensor) -> None:
+        self.logits.append(logits)
+
+    def on_gradient(self, *args) -> None:
+        pass
+
+
 def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
     from transformers import Qwen2_5_VLForConditionalGeneration
 

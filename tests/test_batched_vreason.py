@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_batch_inputs, make_inputs
+from conftest import LogitRecorder, make_batch_inputs, make_inputs
 
 import lmms_vreason.decode as decode_module
 from lmms_vreason.config import VReasonConfig
@@ -28,19 +28,8 @@ SAMPLES = [
 ]
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.logits: list[torch.Tensor] = []
-
-    def on_logits(self, step: int, logits: torch.Tensor) -> None:
-        self.logits.append(logits)
-
-    def on_gradient(self, *args) -> None:
-        pass
-
-
 def _run(dec, inputs, cfg, **kwargs):
-    probe = _Recorder()
+    probe = LogitRecorder()
     out = decode(dec, inputs, GenerationSettings(max_new_tokens=STEPS), cfg, probe=probe, **kwargs)
     return out, torch.stack(probe.logits, dim=1)  # [B, T, V]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import LogitRecorder
 
 from lmms_vreason.config import VReasonConfig
 from lmms_vreason.decode import decode
@@ -11,17 +12,6 @@ from lmms_vreason.qwen import QwenVLDecoder
 from lmms_vreason.sampling import GenerationSettings
 
 N_NEW = 16
-
-
-class LogitRecorder:
-    def __init__(self) -> None:
-        self.logits: list[torch.Tensor] = []
-
-    def on_logits(self, step: int, logits: torch.Tensor) -> None:
-        self.logits.append(logits)
-
-    def on_gradient(self, *args) -> None:
-        pass
 
 
 def _generate(model, inputs, **kwargs):

@@ -257,23 +257,12 @@ def test_token_scope_reference_is_per_kept_token():
         torch.testing.assert_close(pruned.reference_norm[b, 0, :n, 0], want)
 
 
-class _LogitRecorder:
-    def __init__(self) -> None:
-        self.logits: list[torch.Tensor] = []
-
-    def on_logits(self, step: int, logits: torch.Tensor) -> None:
-        self.logits.append(logits)
-
-    def on_gradient(self, *args) -> None:  # pragma: no cover - the controller is off here
-        raise AssertionError("no optimisation step expected")
-
-
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("keep_ratio", [0.5, 0.3])
 def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
     tiny_model_dir, tiny_processor, attn, keep_ratio
 ):
-    from conftest import load_model, make_batch_inputs, make_inputs
+    from conftest import LogitRecorder, load_model, make_batch_inputs, make_inputs
 
     dec = QwenVLDecoder(load_model(tiny_model_dir, attn=attn))
     samples = [
@@ -286,7 +275,7 @@ def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
     cfg = VReasonConfig(enabled=False, lite=True, prune_only=True, keep_ratio=keep_ratio)
     settings = GenerationSettings(max_new_tokens=STEPS)
 
-    seen = _LogitRecorder()
+    seen = LogitRecorder()
     out = decode(dec, batch, settings, cfg, eos_token_ids=[], probe=seen)
     got = torch.stack(seen.logits)  # [T, B, V]
     assert out.stats.video_tokens_before.tolist() == counts
@@ -294,7 +283,7 @@ def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
     assert out.pruned is not None and out.pruned.attention_mask is not None
 
     for b, spec in enumerate(samples):
-        alone = _LogitRecorder()
+        alone = LogitRecorder()
         single = decode(
             dec, make_inputs(tiny_processor, **spec), settings, cfg, eos_token_ids=[], probe=alone
         )
