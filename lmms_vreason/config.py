@@ -150,10 +150,6 @@ _BY_NAME: dict[str, ArgSpec] = {spec.name: spec for spec in MODEL_ARGS}
 _ALIASES: dict[str, str] = {alias: spec.name for spec in MODEL_ARGS for alias in spec.aliases}
 
 
-# Arguments the lmms-eval command line passes itself, by the option that sets them.
-HOST_OPTIONS: dict[str, str] = {"batch_size": "--batch_size", "device": "--device"}
-
-
 def merge_host_config(model_args: dict[str, Any], host_config: dict[str, Any]) -> dict[str, Any]:
     """``--model_args`` plus what lmms-eval passes itself (``--batch_size``, ``--device``, ...).
 
@@ -163,9 +159,9 @@ def merge_host_config(model_args: dict[str, Any], host_config: dict[str, Any]) -
     host = {k: v for k, v in host_config.items() if v is not None}
     clashes = sorted(set(model_args) & set(host))
     if clashes:
-        how = "; ".join(f"{k}: use lmms-eval's {HOST_OPTIONS.get(k, '--' + k)}" for k in clashes)
+        options = ", ".join(f"--{k}" for k in clashes)
         raise ArgumentError(
-            f"set {', '.join(clashes)} on the lmms-eval command line, not in --model_args ({how})"
+            f"{', '.join(clashes)}: set with lmms-eval's {options} on the command line, not in --model_args"
         )
     return {**model_args, **host}
 

@@ -16,7 +16,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from lmms_vreason.config import NormScope, VReasonConfig
-from lmms_vreason.ragged import PAD, position_flags
+from lmms_vreason.ragged import PAD, cache_index, position_flags
 
 _SCOPE_DIMS: dict[str, tuple[int, ...]] = {
     # values are [B, kv_heads, tokens, head_dim]
@@ -72,9 +72,10 @@ class ValueController:
             if reference_norm is None
             else reference_norm.to(state_dtype)
         )
-        b, h, _, d = video_values.shape
-        self.index = self.positions.clamp(min=0)[:, None, :, None].expand(b, h, -1, d)
-        self.deltas = [torch.zeros_like(self.base[i : i + 1], requires_grad=True) for i in range(b)]
+        self.index = cache_index(self.positions, video_values)
+        self.deltas = [
+            torch.zeros_like(self.base[i : i + 1], requires_grad=True) for i in range(len(self.base))
+        ]
         self.optimizer = torch.optim.AdamW(self.deltas, lr=config.lr, weight_decay=0.0)
 
     @property
@@ -117,7 +118,7 @@ class ValueController:
     def insert(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` with the controlled positions replaced by a differentiable ``V_new(ΔV)``."""
         controlled, new = self._spliced(values)
-        return values.masked_fill(controlled, 0).scatter_add(2, self.index, new)
+        return values.masked_fill(controlled, 0).scatter_add_(2, self.index, new)  # one copy of the cache
 
     @torch.no_grad()
     def write_back(self, values: torch.Tensor) -> None:

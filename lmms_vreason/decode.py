@@ -28,7 +28,7 @@ from lmms_vreason.controller import ValueController
 from lmms_vreason.objective import EntropyTracker, entropy, switch_loss
 from lmms_vreason.pruning import PrunedCache, prune_video_tokens
 from lmms_vreason.qwen import PREFILL_ONLY_INPUTS, QwenVLDecoder
-from lmms_vreason.ragged import PAD
+from lmms_vreason.ragged import PAD, cache_index
 from lmms_vreason.sampling import GenerationSettings, TokenSampler
 
 
@@ -142,8 +142,9 @@ def decode(
         else:
             ctrl_pos, reference = video_pos, None
         ctrl_pos = ctrl_pos.to(values.device)  # the last layer may sit on another GPU (device_map)
-        index = ctrl_pos.clamp(min=0)[:, None, :, None].expand(batch, values.shape[1], -1, values.shape[3])
-        controller = ValueController(values.gather(2, index), ctrl_pos, vr, reference_norm=reference)
+        controller = ValueController(
+            values.gather(2, cache_index(ctrl_pos, values)), ctrl_pos, vr, reference_norm=reference
+        )
         layer.controller = controller
         if reference is not None:
             controller.write_back(layer.values)  # Lite rescales even before the first update
@@ -161,6 +162,7 @@ def decode(
     eos = set(int(e) for e in eos_token_ids)
     sequences: list[list[int]] = [[] for _ in range(batch)]
     unfinished = [True] * batch
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)  # device copy, written only on a stop
     all_ids = input_ids
     prefill_s = 0.0
     decode_start = t_start
@@ -179,8 +181,7 @@ def decode(
             alpha_buf[:, step - 1] = alpha if opt_step else 0.0
         next_tokens = sampler(all_ids, logits.detach())
         if batch > 1:
-            done = torch.tensor([not u for u in unfinished], device=device)
-            next_tokens = torch.where(done, pad_token_id, next_tokens)
+            next_tokens = torch.where(finished, pad_token_id, next_tokens)
         finite_flag = None
         if opt_step:
             assert controller is not None
@@ -217,6 +218,7 @@ def decode(
                 sequences[b].append(tok)
                 if tok in eos or (stop is not None and stop(sequences[b])):
                     unfinished[b] = False
+                    finished[b] = True
         if not any(unfinished) or step >= max_new:
             break
 

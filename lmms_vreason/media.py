@@ -46,35 +46,33 @@ class FrameSettings:
         return kwargs
 
 
+def _content_items(hf_messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every dict content item of every message."""
+    return [
+        item
+        for message in hf_messages
+        if isinstance(message.get("content"), list)
+        for item in message["content"]
+        if isinstance(item, dict)
+    ]
+
+
 def _paths(hf_messages: list[dict[str, Any]]) -> list[str]:
-    found = []
-    for message in hf_messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            for item in content:
-                for key in ("video", "image"):
-                    value = item.get(key)
-                    if isinstance(value, str) and "://" not in value:
-                        found.append(value)
-    return found
+    """Local files the messages read (videos and images)."""
+    values = [item.get(key) for item in _content_items(hf_messages) for key in ("video", "image")]
+    return [v for v in values if isinstance(v, str) and "://" not in v]
 
 
 def _whole_videos(hf_messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The video items that read a whole local file with a fixed ``nframes``."""
-    found = []
-    for message in hf_messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            for item in content:
-                if (
-                    isinstance(item, dict)
-                    and isinstance(item.get("video"), str)
-                    and "nframes" in item
-                    and "video_start" not in item
-                    and "video_end" not in item
-                ):
-                    found.append(item)
-    return found
+    return [
+        item
+        for item in _content_items(hf_messages)
+        if isinstance(item.get("video"), str)
+        and "nframes" in item
+        and "video_start" not in item
+        and "video_end" not in item
+    ]
 
 
 def _fit_nframes(hf_messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -115,10 +113,11 @@ def _process(hf_messages: list[dict[str, Any]]) -> tuple[Any, Any]:
 
 def load_visuals(hf_messages: list[dict[str, Any]]) -> tuple[list | None, list | None, list | None]:
     """``(images, videos, video_metadata)`` for one conversation, or :class:`MediaError`."""
-    for path in _paths(hf_messages):
+    paths = _paths(hf_messages)
+    for path in paths:
         if not os.path.exists(path):
             raise MediaError(f"file not found: {path}")
-    where = ", ".join(_paths(hf_messages)) or "media"
+    where = ", ".join(paths) or "media"
     try:
         try:
             images, videos = _process(hf_messages)

@@ -16,7 +16,7 @@ from transformers import DynamicCache
 
 from lmms_vreason.config import NormScope
 from lmms_vreason.controller import scope_norm
-from lmms_vreason.ragged import PAD, packed_positions, position_flags
+from lmms_vreason.ragged import PAD, cache_index, packed_positions, position_flags
 
 
 @dataclass
@@ -70,10 +70,8 @@ def video_token_scores(cache: DynamicCache, video_positions: torch.Tensor) -> to
     valid = video_positions != PAD
     total = None
     for layer in cache.layers:
-        values = layer.values
-        pos = video_positions.clamp(min=0).to(values.device)  # layers may sit on different GPUs
-        index = pos[:, None, :, None].expand(values.shape[0], values.shape[1], -1, values.shape[3])
-        norms = torch.linalg.vector_norm(values.gather(2, index).float(), dim=-1).mean(dim=1)
+        values = layer.values.gather(2, cache_index(video_positions, layer.values))
+        norms = torch.linalg.vector_norm(values.float(), dim=-1).mean(dim=1)
         norms = norms.to(video_positions.device)
         total = norms if total is None else total + norms
     assert total is not None
@@ -132,8 +130,9 @@ def prune_video_tokens(
     is_video = position_flags(video_positions, seq_len)
     keep_flags = ~is_video | position_flags(kept_original, seq_len)
     kept_len = keep_flags.sum(dim=1)
-    lead = int(kept_len.max()) - kept_len  # padding slots in front of each shorter sample
-    slots = torch.arange(int(kept_len.max()), device=device) - lead[:, None]
+    new_len = int(kept_len.max())
+    lead = new_len - kept_len  # padding slots in front of each shorter sample
+    slots = torch.arange(new_len, device=device) - lead[:, None]
     real_slot = slots >= 0
     keep_index = packed_positions(keep_flags).gather(1, slots.clamp(min=0)).masked_fill(~real_slot, 0)
     dropped = packed_positions(is_video & ~keep_flags)
@@ -141,21 +140,15 @@ def prune_video_tokens(
     kept_slots = _gather_rows(slot_of_position, kept_original)
 
     last = cache.layers[-1].values
-    v_index = (
-        video_positions.clamp(min=0)
-        .to(last.device)[:, None, :, None]
-        .expand(batch, last.shape[1], -1, last.shape[3])
-    )
-    video_values = last.gather(2, v_index).to(torch.promote_types(last.dtype, torch.float32))
+    video_values = last.gather(2, cache_index(video_positions, last))
+    video_values = video_values.to(torch.promote_types(last.dtype, torch.float32))
     video_values = video_values * valid.to(last.device)[:, None, :, None]  # pads add nothing to a norm
     reference = scope_norm(video_values, scope)
     if scope == "token":
-        t_index = kept_in_video.clamp(min=0).to(reference.device)[:, None, :, None]
-        reference = reference.gather(2, t_index.expand(batch, reference.shape[1], -1, 1))
+        reference = reference.gather(2, cache_index(kept_in_video, reference))
 
     for layer in cache.layers:
-        keep = keep_index.to(layer.keys.device)
-        index = keep[:, None, :, None].expand(batch, layer.keys.shape[1], -1, layer.keys.shape[3])
+        index = cache_index(keep_index, layer.keys)
         layer.keys = layer.keys.gather(2, index)
         layer.values = layer.values.gather(2, index)
 

@@ -31,3 +31,13 @@ def position_flags(positions: torch.Tensor, length: int) -> torch.Tensor:
     # scatter_add (not scatter) so the pads, all sent to index 0 with weight 0, cannot overwrite it.
     counts.scatter_add_(1, positions.clamp(min=0), valid.long())
     return counts > 0
+
+
+def cache_index(positions: torch.Tensor, cache_tensor: torch.Tensor) -> torch.Tensor:
+    """Gather/scatter index selecting ``positions`` ([B, N]) along the sequence of a ``[B, H, L, D]`` tensor.
+
+    On the tensor's device (layers may sit on different GPUs with ``device_map``). :data:`PAD`
+    entries point at position 0; callers mask what they gather there.
+    """
+    b, h, _, d = cache_tensor.shape
+    return positions.clamp(min=0).to(cache_tensor.device)[:, None, :, None].expand(b, h, -1, d)
