@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lmms_vreason.benchmarks import AVG_METRIC, AVG_WO_MRA_METRIC, DATA_ROOT_ENV, GROUP_TASK
 from lmms_vreason.fixtures import make_fixture_bench
+from lmms_vreason.telemetry import TELEMETRY_GLOB
 from lmms_vreason.tiny import TinySpec, build_tiny_model
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if avg is None or avg_wo is None:
         print(f"demo FAILED: {results[-1]} has no {GROUP_TASK} averages: {sorted(group)}", file=sys.stderr)
         return 1
-    telemetry = sorted(output.rglob("vreason_telemetry_rank*.jsonl"))
+    telemetry = sorted(output.rglob(TELEMETRY_GLOB))
     rows = sum(1 for f in telemetry for line in f.read_text().splitlines() if line.strip())
     print(
         f"demo OK: {GROUP_TASK} avg={avg:.1f} avg_wo_mra={avg_wo:.1f} (random weights: no parsable answers expected)"

@@ -76,6 +76,11 @@ def test_load_traces_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunInputError, match="no telemetry"):
         load_traces(tmp_path / "empty")
+    # A parent of several runs (as run_configs.py lays them out) is refused, not mixed.
+    make_run(tmp_path / "runs" / "base", "telemetry_baseline.jsonl")
+    make_run(tmp_path / "runs" / "vreason", "telemetry_vreason.jsonl")
+    with pytest.raises(RunInputError, match="several runs"):
+        load_traces(tmp_path / "runs")
 
 
 def test_plot_traces_cli(tmp_path: Path) -> None:

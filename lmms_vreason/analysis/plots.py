@@ -59,7 +59,8 @@ def plot_mean_entropy(
         usable = [t for t in traces if t.entropy]
         entropy, alive = ragged_mean([t.entropy for t in usable])
         ema_mean, _ = ragged_mean([ema_of(t) for t in usable])
-        keep = int(np.sum(alive >= min_alive)) if alive.size else 0
+        short = np.flatnonzero(alive < min_alive)  # NaN entropies can make ``alive`` dip and recover
+        keep = int(short[0]) if short.size else alive.size
         if keep == 0:
             continue
         pos = np.arange(1, keep + 1)

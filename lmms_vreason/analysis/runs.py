@@ -3,8 +3,9 @@
 lmms-eval writes ``<output_path>/<model_name_sanitized>/<date_id>_results.json`` and, with
 ``--log_samples``, one ``<date_id>_samples_<task>.jsonl`` per task beside it (``date_id`` is
 ``YYYYMMDD_HHMMSS``). V-Reason's telemetry (``vreason_telemetry_rank<R>.jsonl``) goes to the
-output path itself by default. The analysis tools accept either the output path or the model
-subdirectory, so everything here searches recursively and complains when that is ambiguous.
+output path itself by default. So the telemetry tools take the output path, while the results
+tools also accept the model subdirectory; everything here searches recursively and refuses files
+of several runs rather than mixing them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ class RunDir:
     """The lmms-eval files of one run; ``samples`` maps task name to its (latest) samples file."""
 
     path: Path
-    results: tuple[Path, ...]
     samples: Mapping[str, Path]
 
     @property
@@ -75,7 +75,7 @@ def open_run(path: str | Path) -> RunDir:
         date_id, task = _samples_task(file)
         if task and (task not in latest or date_id > latest[task][0]):
             latest[task] = (date_id, file)
-    return RunDir(path=root, results=results, samples={t: f for t, (_, f) in sorted(latest.items())})
+    return RunDir(path=root, samples={t: f for t, (_, f) in sorted(latest.items())})
 
 
 def load_traces(path: str | Path, tasks: Iterable[str] | None = None) -> list[SampleTrace]:
@@ -85,6 +85,10 @@ def load_traces(path: str | Path, tasks: Iterable[str] | None = None) -> list[Sa
     of a (task, doc_id) wins so that means are not weighted by how often a doc was rerun.
     """
     root = require_dir(path)
+    folders = sorted({f.parent for f in root.rglob(TELEMETRY_GLOB)})
+    if len(folders) > 1:
+        listed = ", ".join(str(f) for f in folders)
+        raise RunInputError(f"{root} holds telemetry of several runs ({listed}); pass one of them")
     try:
         rows = list(read_traces(root))
     except (json.JSONDecodeError, TypeError) as exc:
