@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
+from lmms_vreason.analysis.tables import markdown_table
 from lmms_vreason.benchmarks import AVG_METRIC, AVG_WO_MRA_METRIC, TABLE1_COLUMNS
 from lmms_vreason.experiments import (
     PAPER_KEYS,
@@ -127,7 +128,7 @@ def read_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunResult
     config = config or _load_config_copy(run_dir)
     values: dict[str, float] = {}
     stderr: dict[str, float] = {}
-    limit: float | None = None
+    limits: dict[str, float] = {}  # per column: a full rerun clears an earlier --limit
     for _path, data in files:  # oldest first: a newer file overrides a task it also holds
         recorded = (data.get("config") or {}).get("limit")
         results = data["results"]
@@ -142,13 +143,19 @@ def read_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunResult
             stderr.pop(column.key, None)
             if err is not None:
                 stderr[column.key] = err
+            limits.pop(column.key, None)
             if recorded not in (None, -1, -1.0):
-                limit = float(recorded)
+                limits[column.key] = float(recorded)
     for key, value in values.items():
         if 0 < value <= 1.0:
             warn(f"{run_dir.name}: {key}={value} looks like a fraction; results are expected in percent")
     return RunResult(
-        name=run_dir.name, path=run_dir, config=config, values=values, stderr=stderr, limit=limit
+        name=run_dir.name,
+        path=run_dir,
+        config=config,
+        values=values,
+        stderr=stderr,
+        limit=max(limits.values(), default=None),
     )
 
 
@@ -387,7 +394,7 @@ def cell(row: Row, key: str, gain: Mapping[str, float], pgain: Mapping[str, floa
 def render_markdown(table: Table) -> str:
     """The Table 1 layout as a Markdown table, followed by what each row reproduces."""
     header = ["Model", "#F/px", *(HEADERS[k] for k in ALL_KEYS)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(ALL_KEYS)) + "|"]
+    body = []
     for row in table.rows:
         label = row.display_label
         if table.global_baseline is not None and row.label == table.global_baseline:
@@ -396,9 +403,8 @@ def render_markdown(table: Table) -> str:
             label += f" ⚠ limit={row.limit:g}"
         base = table.baselines.get(row.label)
         gain, pgain = gains(row, base), paper_gains(row, base)
-        lines.append(
-            "| " + " | ".join([label, row.frames_px, *(cell(row, k, gain, pgain) for k in ALL_KEYS)]) + " |"
-        )
+        body.append([label, row.frames_px, *(cell(row, k, gain, pgain) for k in ALL_KEYS)])
+    lines = markdown_table(header, body, left=2).splitlines()
     vs = f"`{table.global_baseline}`" if table.global_baseline else "the row's own `baseline:` (listed below)"
     lines += [
         "",

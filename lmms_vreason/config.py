@@ -145,6 +145,8 @@ MODEL_ARGS: tuple[ArgSpec, ...] = (
 # Arguments lmms-eval itself passes to every backend (``additional_config``); accepted and ignored
 # only when they carry no meaning here.
 HOST_ARGS: frozenset[str] = frozenset({"max_batch_size"})
+CLI_CONFIG_KEYS: frozenset[str] = frozenset({"batch_size", "max_batch_size", "device"})
+"""What lmms-eval's command line passes to every backend itself (``--batch_size``, ...)."""
 
 _BY_NAME: dict[str, ArgSpec] = {spec.name: spec for spec in MODEL_ARGS}
 _ALIASES: dict[str, str] = {alias: spec.name for spec in MODEL_ARGS for alias in spec.aliases}

@@ -40,7 +40,7 @@ from lmms_vreason.benchmarks import (
     TABLE1_COLUMNS,
     VSI_GROUP_TASK,
 )
-from lmms_vreason.config import ArgumentError, BackendArgs, parse_model_args
+from lmms_vreason.config import CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
 
 DEFAULT_MODEL = "qwen2_5_vl_vreason"
 
@@ -201,6 +201,13 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"{where}model_args {key}={value!r} cannot go through --model_args (k=v,k=v)"
                 )
+        on_cli = sorted(set(self.model_args) & CLI_CONFIG_KEYS)
+        if on_cli:
+            options = " ".join(f"--{k} ..." for k in on_cli)
+            raise ConfigError(
+                f"{where}model_args {', '.join(on_cli)}: lmms-eval sets these from its command line; "
+                f"drop them here and pass `run_configs.py ... -- {options}`"
+            )
         try:
             MODEL_ARG_VALIDATORS[self.model](self.model_args)
         except ArgumentError as exc:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from lmms_vreason.experiments import ConfigError, ExperimentConfig, load_configs, write_config_copy
+from lmms_vreason.task_registry import task_dir
 
 LauncherKind = Literal["plain", "accelerate"]
 LAUNCHERS: tuple[str, ...] = ("accelerate", "plain")
@@ -40,25 +41,6 @@ RESERVED_ARGS = frozenset(
 
 Runner = Callable[[Sequence[str], Path, Mapping[str, str]], int]
 """Runs one command (argv, log file, environment) and returns its exit code (injectable for tests)."""
-
-
-def task_pack_dir() -> str | None:
-    """Folder of this project's lmms-eval task YAMLs (``lmms_vreason.tasks``), for ``--include_path``.
-
-    lmms-eval discovers plugin *models* through entry points but plugin *tasks* only through
-    ``--include_path``. The plugin registers the folder itself (:mod:`lmms_vreason.task_registry`,
-    which de-duplicates an explicit ``--include_path`` to it); passing it anyway keeps a launch
-    working should that hook not run, at no cost.
-    """
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("lmms_vreason.tasks")
-    except ModuleNotFoundError:
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return str(next(iter(spec.submodule_search_locations)))
 
 
 def console_script(name: str) -> str:
@@ -477,7 +459,9 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
     args = parser.parse_args(argv)
     include = args.include_path
     if include == "auto":
-        include = task_pack_dir()
+        # The plugin registers the task pack itself (task_registry de-duplicates this path); passing
+        # it anyway keeps a launch working should that hook not run, at no cost.
+        include = str(task_dir())
     elif include.lower() == "none":
         include = None
     try:

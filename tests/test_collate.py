@@ -211,6 +211,10 @@ def test_newest_results_win_and_limit_is_flagged(tmp_path: Path, capsys: pytest.
     assert run.values["mmvu"] == 70.0 and run.values["videomme"] == 53.7 and run.limit == 5.0
     md = run_cli([str(tmp_path)], capsys)
     assert "limit=5" in md and "not a full evaluation" in md
+    # A full rerun of the limited task clears the flag.
+    make_run(tmp_path, "rerun", {"mmvu": 61.3}, date="20250303_000000")
+    (run,) = read_runs(tmp_path)
+    assert run.values["mmvu"] == 61.3 and run.limit is None
 
 
 def test_configs_option_for_folders_without_config_copy(

@@ -190,6 +190,7 @@ def test_prune_only_with_vreason_fails_naming_it(tmp_path: Path) -> None:
         ({"model_args": {"pretrained": "a,b"}}, "pretrained"),
         ({"model_args": {"vreason": False}, "lr_grid_group": "g"}, "lr_grid_group needs vreason"),
         ({"reproduces": " "}, "reproduces"),
+        ({"model_args": {"batch_size": 4}}, r"batch_size: lmms-eval sets these.*-- --batch_size"),
     ],
 )
 def test_bad_values_fail_naming_the_key(overrides: dict, match: str) -> None:

@@ -42,7 +42,16 @@ if os.environ.get("FAKE_LMMS_FAIL") and os.environ["FAKE_LMMS_FAIL"] in args.out
     print("Traceback: simulated failure; lmms-eval still exits 0")
     sys.exit(0)
 metric = {metric}
-gen = dict(kv.split("=", 1) for kv in args.gen_kwargs.split(",")) if args.gen_kwargs else None
+def typed(v):  # what lmms-eval's handle_arg_string records: bools and numbers, not strings
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+gen = {{k: typed(v) for k, v in (kv.split("=", 1) for kv in args.gen_kwargs.split(","))}} if args.gen_kwargs else None
 results = {{t: {{"alias": t, metric.get(t, "accuracy") + ",none": 50.0,
                  metric.get(t, "accuracy") + "_stderr,none": 2.0}} for t in args.tasks.split(",")}}
 pretrained = dict(kv.split("=", 1) for kv in args.model_args.split(","))["pretrained"]
@@ -235,6 +244,17 @@ def test_resume_skips_finished_configs(
 
     assert main([*argv, "--force"]) == 0
     assert len(calls_of(fake_lmms_eval)) == 4
+
+
+def test_resume_recognises_typed_gen_kwargs(tmp_path: Path, fake_lmms_eval: Path) -> None:
+    # lmms-eval records gen_kwargs typed (True, 0.3, 1024); the config holds them typed as well.
+    sampled = {
+        **config_dict("t3"),
+        "gen_kwargs": {"do_sample": True, "temperature": 0.3, "max_new_tokens": 1024},
+    }
+    argv = plain_argv(write_config_files(tmp_path, [sampled]), tmp_path)
+    assert main(argv) == 0 and len(calls_of(fake_lmms_eval)) == 1
+    assert main(argv) == 0 and len(calls_of(fake_lmms_eval)) == 1  # complete: nothing reruns
 
 
 def test_resume_reruns_only_the_unfinished_one(tmp_path: Path, fake_lmms_eval: Path, monkeypatch) -> None:
