@@ -44,7 +44,6 @@ from lmms_vreason.experiments import (
 from lmms_vreason.launcher import CONFIG_COPY_NAME, iter_results_files
 
 COLUMN_KEYS: tuple[str, ...] = tuple(c.key for c in TABLE1_COLUMNS)
-ALL_KEYS: tuple[str, ...] = PAPER_KEYS
 WO_MRA_KEYS: tuple[str, ...] = tuple(c.key for c in TABLE1_COLUMNS if c.in_avg_wo_mra)
 VSI_KEYS: tuple[str, ...] = tuple(k for k in COLUMN_KEYS if k.startswith("vsi_"))
 HEADERS: Mapping[str, str] = MappingProxyType(
@@ -316,14 +315,14 @@ def gains(row: Row, base: Row | None) -> dict[str, float]:
     """Ours minus the baseline's ours, for every key both have (from unrounded values, as the paper)."""
     if base is None or base is row:
         return {}
-    return {k: row.values[k] - base.values[k] for k in ALL_KEYS if k in row.values and k in base.values}
+    return {k: row.values[k] - base.values[k] for k in PAPER_KEYS if k in row.values and k in base.values}
 
 
 def paper_gains(row: Row, base: Row | None) -> dict[str, float]:
     """The paper's own gain for the same pair of rows, to compare against ours."""
     if base is None or base is row:
         return {}
-    return {k: row.paper[k] - base.paper[k] for k in ALL_KEYS if k in row.paper and k in base.paper}
+    return {k: row.paper[k] - base.paper[k] for k in PAPER_KEYS if k in row.paper and k in base.paper}
 
 
 @dataclass(frozen=True)
@@ -393,7 +392,7 @@ def cell(row: Row, key: str, gain: Mapping[str, float], pgain: Mapping[str, floa
 
 def render_markdown(table: Table) -> str:
     """The Table 1 layout as a Markdown table, followed by what each row reproduces."""
-    header = ["Model", "#F/px", *(HEADERS[k] for k in ALL_KEYS)]
+    header = ["Model", "#F/px", *(HEADERS[k] for k in PAPER_KEYS)]
     body = []
     for row in table.rows:
         label = row.display_label
@@ -403,7 +402,7 @@ def render_markdown(table: Table) -> str:
             label += f" ⚠ limit={row.limit:g}"
         base = table.baselines.get(row.label)
         gain, pgain = gains(row, base), paper_gains(row, base)
-        body.append([label, row.frames_px, *(cell(row, k, gain, pgain) for k in ALL_KEYS)])
+        body.append([label, row.frames_px, *(cell(row, k, gain, pgain) for k in PAPER_KEYS)])
     lines = markdown_table(header, body, left=2).splitlines()
     vs = f"`{table.global_baseline}`" if table.global_baseline else "the row's own `baseline:` (listed below)"
     lines += [
@@ -432,7 +431,7 @@ def render_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     fields = ["row", "kind", "frames_px", "baseline", "n_lrs", "limit"]
-    for key in ALL_KEYS:
+    for key in PAPER_KEYS:
         fields += [key, f"{key}_gain", f"{key}_stderr", f"{key}_paper", f"{key}_paper_gain"]
     fields += ["selected_lr", "reproduces"]
     writer.writerow(fields)
@@ -451,7 +450,7 @@ def render_csv(table: Table) -> str:
             str(len(row.members)) if row.kind == "lr_grid" else "",
             "" if row.limit is None else f"{row.limit:g}",
         ]
-        for key in ALL_KEYS:
+        for key in PAPER_KEYS:
             record += [
                 num(row.values.get(key)),
                 num(gain.get(key)),
