@@ -19,6 +19,7 @@ from lmms_vreason.backend import Qwen2_5_VL_VReason
 from lmms_vreason.fixtures import write_video
 from lmms_vreason.pruning import keep_count
 from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.telemetry import read_traces
 
 
 def _video(path: Path, frames: int, height: int, width: int, seed: int) -> str:
@@ -71,11 +72,22 @@ def test_ragged_batch_equals_each_sample_alone(tiny_model_dir, videos, tmp_path,
     assert counts[0] < counts[1]  # the wide video has more tokens: a ragged batch
     lite = mode.get("lite", False)
     assert out.stats.video_tokens_after.tolist() == [keep_count(n, 0.5) if lite else n for n in counts]
+    results = backend._finish(out, inputs, settings, ["t", "t"], [0, 1], None)  # writes the batch's telemetry
+    traces = {t.doc_id: t for t in read_traces(tmp_path)}
     for b, chat in enumerate(chats):
-        alone, _, _ = backend._run_batch([chat], settings, [b])
+        alone, alone_inputs, _ = backend._run_batch([chat], settings, [b])
         assert out.sequences[b] == alone.sequences[0]
         assert out.stats.video_tokens_after[b] == alone.stats.video_tokens_after[0]
         n = len(alone.sequences[0])
         assert float(alone.stats.entropy[0, :n].min()) > 0
         assert out.stats.opt_steps[b] == alone.stats.opt_steps[0]
         torch.testing.assert_close(out.stats.entropy[b, :n], alone.stats.entropy[0, :n], rtol=0, atol=1e-5)
+        # Each sample's telemetry row and token counts are its own, not its neighbour's or the padding's.
+        trace = traces[b]
+        assert (trace.output_tokens, trace.opt_steps) == (n, int(alone.stats.opt_steps[0]))
+        assert trace.video_tokens_before == counts[b]
+        assert trace.video_tokens_after == int(alone.stats.video_tokens_after[0])
+        assert trace.entropy == pytest.approx(alone.stats.entropy[0, :n].tolist(), abs=1e-5)
+        assert (
+            trace.input_tokens == results[b].token_counts.input_tokens == alone_inputs["input_ids"].shape[1]
+        )

@@ -52,6 +52,8 @@ def test_batched_vreason_equals_each_sample_alone(tiny_model, tiny_processor, cf
     out, logits = _run(dec, batch, cfg, eos_token_ids=[])
     assert out.controller is not None and len(out.controller.deltas) == 2
     assert out.stats.skipped_steps.tolist() == [0, 0]  # a silently skipped update would also "match"
+    assert (out.stats.alpha[~out.stats.optimized] == 0).all()  # α is recorded only where it acted
+    assert (out.stats.alpha[out.stats.optimized] != 0).all()
     for b, spec in enumerate(SAMPLES):
         alone, alone_logits = _run(dec, make_inputs(tiny_processor, **spec), cfg, eos_token_ids=[])
         assert out.sequences[b] == alone.sequences[0]

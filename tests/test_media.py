@@ -23,7 +23,7 @@ def _clip(path, frames: int) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("frames", "used"), [(12, 8), (5, 4), (8, 8)])
+@pytest.mark.parametrize(("frames", "used"), [(12, 8), (5, 4), (7, 6), (8, 8)])
 def test_a_video_shorter_than_nframes_uses_all_its_frames(tmp_path, frames, used, caplog):
     from qwen_vl_utils import process_vision_info
 

@@ -49,6 +49,15 @@ def test_switch_ties_count_as_exploration_and_fixed_objectives():
     assert _run([1.0, 3.0, 0.0], objective="max_entropy")[1] == [0, 1, 1]
 
 
+def test_switch_compares_the_ema_not_the_raw_entropy_and_keeps_a_peak_per_sample():
+    # beta = 0.5: E = 1, 0.5, 0.85. H_3 = 1.2 tops the peak (1) but E_3 does not: exploitation.
+    assert _run([1.0, 0.0, 1.2])[1] == [0, -1, -1]
+    tracker = EntropyTracker(2, 0.5, "switch", torch.device("cpu"))
+    tracker.observe(torch.tensor([5.0, 1.0]))
+    _, alpha = tracker.observe(torch.tensor([5.0, 1.0]))
+    assert alpha.tolist() == [1.0, 1.0]  # sample 1 is at its own peak, far below sample 0's
+
+
 def test_non_finite_entropy_leaves_ema_unchanged():
     emas, alphas = _run([1.0, float("nan"), 3.0])
     assert emas == pytest.approx([1.0, 1.0, 2.0])
@@ -123,7 +132,7 @@ def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, mo
     assert out.sequences == base.sequences
 
 
-def test_clipping_matches_clip_grad_norm(tiny_inputs):
+def test_clipping_matches_clip_grad_norm():
     torch.manual_seed(0)
     values = torch.randn(1, 2, 5, 8)
     ctrl = ValueController(values, torch.arange(5)[None], VReasonConfig(grad_clip=0.5))
@@ -135,3 +144,34 @@ def test_clipping_matches_clip_grad_norm(tiny_inputs):
     norm = torch.nn.utils.clip_grad_norm_([ref], 0.5)
     torch.testing.assert_close(ctrl.grad, ref.grad)
     torch.testing.assert_close(pre_clip_norm[0], norm)
+
+
+def test_clipping_is_per_sample_and_leaves_small_gradients_alone():
+    torch.manual_seed(1)
+    values = torch.randn(2, 2, 5, 8)
+    ctrl = ValueController(values, torch.arange(5).expand(2, -1), VReasonConfig(grad_clip=1.0))
+    grads = [torch.randn(1, 2, 5, 8) * 5, torch.randn(1, 2, 5, 8) * 1e-3]  # above / below the clip
+    for d, g in zip(ctrl.deltas, grads, strict=True):
+        d.grad = g.clone()
+    ctrl.clip_and_measure()
+    for d, g in zip(ctrl.deltas, grads, strict=True):
+        ref = torch.zeros_like(g, requires_grad=True)
+        ref.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_([ref], 1.0)
+        torch.testing.assert_close(d.grad, ref.grad)
+    torch.testing.assert_close(ctrl.deltas[1].grad, grads[1])
+
+
+def test_update_is_a_plain_adam_step_without_weight_decay():
+    torch.manual_seed(2)
+    values = torch.randn(1, 2, 5, 8)
+    ctrl = ValueController(values, torch.arange(5)[None], VReasonConfig(lr=0.1, grad_clip=1e9))
+    ref = torch.zeros_like(values, requires_grad=True)
+    adam = torch.optim.Adam([ref], lr=0.1)  # the reference: Adam, no weight decay
+    for _ in range(3):
+        g = torch.randn_like(values)
+        ctrl.deltas[0].grad, ref.grad = g.clone(), g.clone()
+        ctrl.clip_and_measure()
+        ctrl.step()
+        adam.step()
+    torch.testing.assert_close(ctrl.delta, ref.detach())

@@ -314,3 +314,39 @@ def test_packed_positions_round_trip_and_sample_without_video():
     assert pruned.keep_index[1].tolist() == list(range(10))
     assert pruned.attention_mask.tolist() == [[0, 0, 0] + [1] * 7, [1] * 10]
     assert pruned.dropped_positions.tolist() == [[2, 4, 6], [-1, -1, -1]]
+
+
+def test_lite_decode_rescales_the_kept_block_to_the_unpruned_norm(tiny_model, tiny_inputs):
+    """decode's own Lite wiring before any update (k beyond the run): the kept last-layer video values
+    carry the unpruned block's norm from the first decoded token on. Reference: the full cache with
+    the dropped positions masked and the kept values rescaled by hand."""
+    from conftest import LogitRecorder
+
+    dec = QwenVLDecoder(tiny_model)
+    seen = LogitRecorder()
+    cfg = VReasonConfig(lite=True, step_size=10 * STEPS)
+    out = decode(dec, tiny_inputs, GenerationSettings(max_new_tokens=STEPS), cfg, probe=seen)
+    assert int(out.stats.opt_steps[0]) == 0 and out.pruned is not None
+
+    cache, pos, logits = _prefill(dec, tiny_inputs)
+    video = dec.video_positions(tiny_inputs["input_ids"])[0]
+    kept = out.pruned.keep_index.gather(1, out.pruned.kept_video_positions)[0]
+    mask = torch.ones(1, cache.get_seq_length(), dtype=torch.long)
+    mask[0, out.pruned.dropped_positions[0]] = 0
+    values = cache.layers[-1].values
+    scale = values[:, :, video].norm() / values[:, :, kept].norm()
+    assert scale > 1.05  # the rescale matters
+    values[:, :, kept] = values[:, :, kept] * scale
+    want = _greedy(dec, cache, pos, logits, mask)
+    assert (torch.stack(seen.logits) - want).abs().max() < 1e-5
+
+
+def test_scores_average_every_layer_not_just_the_last():
+    # Token strengths per layer: layer 0 (1, 5, 1), layer 1 (2, 1, 3). Mean over layers: 1.5, 3, 2,
+    # so the middle token wins; the last layer alone would pick the third.
+    layers = [torch.zeros(1, 1, 4, 1) for _ in range(2)]
+    layers[0][0, 0, 1:, 0] = torch.tensor([1.0, 5.0, 1.0])
+    layers[1][0, 0, 1:, 0] = torch.tensor([2.0, 1.0, 3.0])
+    pruned = prune_video_tokens(_hand_cache(layers), torch.tensor([[1, 2, 3]]), 0.34)
+    torch.testing.assert_close(pruned.scores[0], torch.tensor([1.5, 3.0, 2.0]))
+    assert pruned.keep_index.gather(1, pruned.kept_video_positions).tolist() == [[2]]
