@@ -47,3 +47,10 @@ VSI_GROUP_TASK = "vreason_vsibench"
 """Group over the two VSI-Bench tasks; reports accuracy, mra and their mean (``vsi_mean``)."""
 
 VIDEOMME_DURATION_METRICS = ("accuracy_short", "accuracy_medium", "accuracy_long")
+
+MEDIA_ERROR_PREFIX = "[vreason media error] "
+"""A response that starts with this marks a sample whose video could not be read.
+
+The backend returns it (followed by the reason, naming the file) instead of failing the run; the
+task pack scores such a sample as wrong and counts it in ``media_error_rate``.
+"""

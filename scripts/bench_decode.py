@@ -28,10 +28,9 @@ from typing import Any
 import psutil
 import torch
 
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.decode import DecodeOutput, decode
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.core.decode import DecodeOutput, decode
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -178,17 +177,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         model, config = synthetic_model(args, device, dtype)
     inputs = synthetic_inputs(config, args.video_tokens, args.text_tokens, device, dtype, args.batch)
-    dec = QwenVLDecoder(model)
+    dec = Qwen2_5_VLAdapter(model)
     settings = GenerationSettings(max_new_tokens=args.new_tokens)
 
-    def run(cfg: VReasonConfig | None) -> Callable[[], DecodeOutput]:
+    def run(cfg: VReasonSettings | None) -> Callable[[], DecodeOutput]:
         return lambda: decode(dec, inputs, settings, cfg)
 
     base_ms, base_peak, _ = timed(run(None), args.repeats, device, baseline)
-    k4_ms, k4_peak, _ = timed(run(VReasonConfig(step_size=4)), args.repeats, device, baseline)
-    k1_ms, k1_peak, _ = timed(run(VReasonConfig(step_size=1)), args.repeats, device, baseline)
+    k4_ms, k4_peak, _ = timed(run(VReasonSettings(step_size=4)), args.repeats, device, baseline)
+    k1_ms, k1_peak, _ = timed(run(VReasonSettings(step_size=1)), args.repeats, device, baseline)
     lite_ms, lite_peak, lite_out = timed(
-        run(VReasonConfig(step_size=4, lite=True)), args.repeats, device, baseline
+        run(VReasonSettings(step_size=4, lite=True)), args.repeats, device, baseline
     )
 
     def gen() -> None:

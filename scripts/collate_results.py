@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Collate run folders into the paper's Table 1 layout (logic: :mod:`lmms_vreason.collate`).
+"""Collate run folders into the paper's Table 1 layout (logic: :mod:`lmms_vreason.experiments.collate`).
 
 Examples::
 
@@ -7,7 +7,7 @@ Examples::
     python scripts/collate_results.py runs --format csv --output table1.csv
 """
 
-from lmms_vreason.collate import main
+from lmms_vreason.experiments.collate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

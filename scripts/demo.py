@@ -1,7 +1,7 @@
 """Offline demo: build the tiny model and the fixture benchmark, run the Table 1 group through lmms-eval.
 
 Runs where no weights or datasets can be downloaded (CI, laptops): a random-weight Qwen2.5-VL built
-locally (``python -m lmms_vreason.tiny``) and a synthetic benchmark in the Video-R1 record format,
+locally (``python -m lmms_vreason.testing.tiny``) and a synthetic benchmark in the Video-R1 record format,
 through the real command line: ``lmms-eval --model qwen2_5_vl_vreason --tasks vreason_bench``.
 lmms-eval exits 0 even when a run fails, so this script checks the files it writes and exits
 non-zero when the results are missing.
@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from lmms_vreason.benchmarks import AVG_METRIC, AVG_WO_MRA_METRIC, DATA_ROOT_ENV, GROUP_TASK
-from lmms_vreason.fixtures import make_fixture_bench
 from lmms_vreason.telemetry import TELEMETRY_GLOB
-from lmms_vreason.tiny import TinySpec, build_tiny_model
+from lmms_vreason.testing.fixtures import make_fixture_bench
+from lmms_vreason.testing.tiny import TinySpec, build_tiny_model
 
 
 def main(argv: list[str] | None = None) -> int:

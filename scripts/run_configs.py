@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run paper-experiment configs through lmms-eval (logic: :mod:`lmms_vreason.launcher`).
+"""Run paper-experiment configs through lmms-eval (logic: :mod:`lmms_vreason.experiments.launcher`).
 
 Examples::
 
@@ -7,7 +7,7 @@ Examples::
     python scripts/run_configs.py model_configs/t4-*.yaml --launcher plain --limit 5 -- --verbosity DEBUG
 """
 
-from lmms_vreason.launcher import main
+from lmms_vreason.experiments.launcher import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

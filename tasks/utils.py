@@ -24,7 +24,7 @@ Decisions taken where the protocol is silent (each one is tested in ``tests/test
   ``pred = 0`` else 0). Video-R1's script also fails a numerical answer whose decimal point is on
   one side only (``"3"`` vs ``"3.0"``); SPEC §3 says "match after rounding", which is followed here.
 * Free-form answers are scored by exact match after stripping (none of the six benchmarks has them).
-* A response that starts with :data:`lmms_vreason.errors.MEDIA_ERROR_PREFIX` (the backend could not
+* A response that starts with :data:`lmms_vreason.benchmarks.MEDIA_ERROR_PREFIX` (the backend could not
   read the video) scores 0 and counts in ``media_error_rate``, not in ``parse_failure_rate``.
 
 Per-sample scores are in percent (0 or 100 for a right/wrong answer, 0-100 for MRA) so that
@@ -51,11 +51,11 @@ from lmms_vreason.benchmarks import (
     DATA_ROOT_ENV,
     HUB_DATASET,
     MEDIA_ERROR_METRIC,
+    MEDIA_ERROR_PREFIX,
     PARSE_FAILURE_METRIC,
     TABLE1_COLUMNS,
     VIDEOMME_DURATION_METRICS,
 )
-from lmms_vreason.errors import MEDIA_ERROR_PREFIX
 
 MULTIPLE_CHOICE = "multiple choice"
 NUMERICAL = "numerical"

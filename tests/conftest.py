@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from lmms_vreason.tiny import TinySpec, build_tiny_model
+from lmms_vreason.testing.tiny import TinySpec, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,21 @@ class LogitRecorder:
 
     def on_gradient(self, *args) -> None:
         pass
+
+
+def stop_when(predicate) -> StoppingCriteriaList:
+    return StoppingCriteriaList([StopWhen(predicate)])
+
+
+class StopWhen(StoppingCriteria):
+    """A stop criterion from a predicate on one sample's generated ids (tests only)."""
+
+    def __init__(self, predicate) -> None:
+        self.predicate = predicate
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        done = [bool(self.predicate(row)) for row in input_ids.tolist()]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):

@@ -15,11 +15,11 @@ import pytest
 import torch
 from lmms_eval.protocol import ChatMessages
 
-from lmms_vreason.backend import Qwen2_5_VL_VReason
-from lmms_vreason.fixtures import write_video
-from lmms_vreason.pruning import keep_count
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.core.pruning import keep_count
+from lmms_vreason.core.settings import GenerationSettings
+from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason
 from lmms_vreason.telemetry import read_traces
+from lmms_vreason.testing.fixtures import write_video
 
 
 def _video(path: Path, frames: int, height: int, width: int, seed: int) -> str:
@@ -68,7 +68,7 @@ def test_ragged_batch_equals_each_sample_alone(tiny_model_dir, videos, tmp_path,
     chats = [_chat(videos[0], "What moves?"), _chat(videos[1], "Which square is left of the others?")]
     settings = GenerationSettings(max_new_tokens=16)
     out, inputs, _ = backend._run_batch(chats, settings, [0, 1])
-    counts = (inputs["input_ids"] == backend.decoder.video_token_id).sum(dim=1).tolist()
+    counts = (inputs["input_ids"] == backend.adapter.video_token_id).sum(dim=1).tolist()
     assert counts[0] < counts[1]  # the wide video has more tokens: a ragged batch
     lite = mode.get("lite", False)
     assert out.stats.video_tokens_after.tolist() == [keep_count(n, 0.5) if lite else n for n in counts]

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lmms_vreason.benchmarks import DATA_ROOT_ENV
-from lmms_vreason.errors import MEDIA_ERROR_PREFIX
-from lmms_vreason.fixtures import make_fixture_bench
+from lmms_vreason.benchmarks import DATA_ROOT_ENV, MEDIA_ERROR_PREFIX
 from lmms_vreason.telemetry import read_traces
+from lmms_vreason.testing.fixtures import make_fixture_bench
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +145,7 @@ def test_unknown_model_argument_fails_at_startup_naming_valid_ones(tmp_path, tin
 
 
 def test_batched_lite_run_through_lmms_eval_prunes_and_reports_it(tmp_path, tiny_model_dir, fixture_data):
-    from lmms_vreason.pruning import keep_count
+    from lmms_vreason.core.pruning import keep_count
 
     # batch_size=2: both requests are decoded together, each with its own kept set and ΔV.
     args = f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},lite=true,keep_ratio=0.5,telemetry=true"

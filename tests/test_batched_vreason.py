@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import LogitRecorder, make_batch_inputs, make_inputs
+from conftest import LogitRecorder, make_batch_inputs, make_inputs, stop_when
 
-import lmms_vreason.decode as decode_module
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.decode import decode
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+import lmms_vreason.core.stepper as stepper_module
+from lmms_vreason.core.decode import decode
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 STEPS = 16
 # Sample 0 has fewer video tokens (padded controller entries) but the longer prompt, so its cache
@@ -37,25 +36,25 @@ def _run(dec, inputs, cfg, **kwargs):
 @pytest.mark.parametrize(
     "cfg",
     [
-        VReasonConfig(step_size=2, lr=0.05),
-        VReasonConfig(step_size=1, lr=0.05, norm_scope="token"),
-        VReasonConfig(step_size=2, lr=0.05, lite=True, keep_ratio=0.5),
+        VReasonSettings(step_size=2, lr=0.05),
+        VReasonSettings(step_size=1, lr=0.05, norm_scope="token"),
+        VReasonSettings(step_size=2, lr=0.05, lite=True, keep_ratio=0.5),
     ],
     ids=["full-k2", "full-k1-token", "lite-k2"],
 )
 def test_batched_vreason_equals_each_sample_alone(tiny_model, tiny_processor, cfg):
-    dec = QwenVLDecoder(tiny_model)
+    dec = Qwen2_5_VLAdapter(tiny_model)
     batch = make_batch_inputs(tiny_processor, SAMPLES)
     counts = (batch["input_ids"] == dec.video_token_id).sum(dim=1)
     assert counts[0] < counts[1]
     assert batch["attention_mask"][:, 0].tolist() == [1, 0]
-    out, logits = _run(dec, batch, cfg, eos_token_ids=[])
+    out, logits = _run(dec, batch, cfg)
     assert out.controller is not None and len(out.controller.deltas) == 2
     assert out.stats.skipped_steps.tolist() == [0, 0]  # a silently skipped update would also "match"
     assert (out.stats.alpha[~out.stats.optimized] == 0).all()  # α is recorded only where it acted
     assert (out.stats.alpha[out.stats.optimized] != 0).all()
     for b, spec in enumerate(SAMPLES):
-        alone, alone_logits = _run(dec, make_inputs(tiny_processor, **spec), cfg, eos_token_ids=[])
+        alone, alone_logits = _run(dec, make_inputs(tiny_processor, **spec), cfg)
         assert out.sequences[b] == alone.sequences[0]
         assert (logits[b] - alone_logits[0]).abs().max() < 1e-5
         torch.testing.assert_close(out.stats.entropy[b], alone.stats.entropy[0], rtol=0, atol=1e-5)
@@ -69,14 +68,14 @@ def test_batched_vreason_equals_each_sample_alone(tiny_model, tiny_processor, cf
 
 
 def test_non_finite_sample_skips_only_its_own_update(tiny_model, tiny_processor, monkeypatch):
-    dec = QwenVLDecoder(tiny_model)
-    cfg = VReasonConfig(step_size=2, lr=0.05)
-    alone, alone_logits = _run(dec, make_inputs(tiny_processor, **SAMPLES[0]), cfg, eos_token_ids=[])
+    dec = Qwen2_5_VLAdapter(tiny_model)
+    cfg = VReasonSettings(step_size=2, lr=0.05)
+    alone, alone_logits = _run(dec, make_inputs(tiny_processor, **SAMPLES[0]), cfg)
 
-    real_entropy = decode_module.entropy
+    real_entropy = stepper_module.entropy
     poison = torch.tensor([1.0, float("nan")])
-    monkeypatch.setattr(decode_module, "entropy", lambda logits: real_entropy(logits) * poison)
-    out, logits = _run(dec, make_batch_inputs(tiny_processor, SAMPLES), cfg, eos_token_ids=[])
+    monkeypatch.setattr(stepper_module, "entropy", lambda logits: real_entropy(logits) * poison)
+    out, logits = _run(dec, make_batch_inputs(tiny_processor, SAMPLES), cfg)
 
     assert out.sequences[0] == alone.sequences[0]
     assert (logits[0] - alone_logits[0]).abs().max() < 1e-5
@@ -88,15 +87,15 @@ def test_non_finite_sample_skips_only_its_own_update(tiny_model, tiny_processor,
 
 
 def test_finished_sample_stops_optimising_while_the_other_goes_on(tiny_model, tiny_processor):
-    dec = QwenVLDecoder(tiny_model)
-    cfg = VReasonConfig(step_size=2, lr=0.05)
-    first, _ = _run(dec, make_inputs(tiny_processor, **SAMPLES[0]), cfg, eos_token_ids=[])
-    second, second_logits = _run(dec, make_inputs(tiny_processor, **SAMPLES[1]), cfg, eos_token_ids=[])
+    dec = Qwen2_5_VLAdapter(tiny_model)
+    cfg = VReasonSettings(step_size=2, lr=0.05)
+    first, _ = _run(dec, make_inputs(tiny_processor, **SAMPLES[0]), cfg)
+    second, second_logits = _run(dec, make_inputs(tiny_processor, **SAMPLES[1]), cfg)
     prefix = first.sequences[0][:5]
     assert second.sequences[0][:5] != prefix
 
     out, logits = _run(
-        dec, make_batch_inputs(tiny_processor, SAMPLES), cfg, eos_token_ids=[], stop=lambda ids: ids == prefix
+        dec, make_batch_inputs(tiny_processor, SAMPLES), cfg, stopping=stop_when(lambda ids: ids == prefix)
     )
     assert out.sequences == [prefix, second.sequences[0]]
     assert out.stats.opt_steps.tolist() == [2, STEPS // 2]  # sample 0 optimised at t = 2, 4 only

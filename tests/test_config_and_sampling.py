@@ -6,14 +6,14 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from lmms_vreason.config import (
+from lmms_vreason.core.sampling import TokenSampler, logits_processors
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.lmms.args import (
     ArgumentError,
-    VReasonConfig,
     merge_host_config,
     parse_model_args,
     valid_argument_names,
 )
-from lmms_vreason.sampling import GenerationSettings, TokenSampler
 
 
 def test_unknown_model_argument_names_the_valid_ones():
@@ -58,10 +58,12 @@ def test_arguments_are_typed_from_strings_and_aliases_resolve():
     args = parse_model_args(
         {"vreason": "false", "lite": "true", "prune_only": 1, "keep_ratio": "0.25", "max_num_frames": 16}
     )
-    assert args.vreason == VReasonConfig(enabled=False, lite=True, prune_only=True, keep_ratio=0.25)
-    assert args["nframes"] == 16
-    assert parse_model_args({"fps": 1.0})["nframes"] is None
-    assert parse_model_args({"max_batch_size": None})["batch_size"] == 1
+    assert args.vreason_settings == VReasonSettings(
+        vreason=False, lite=True, prune_only=True, keep_ratio=0.25
+    )
+    assert args.nframes == 16
+    assert parse_model_args({"fps": 1.0}).nframes is None
+    assert parse_model_args({"max_batch_size": None}).batch_size == 1
 
 
 def test_gen_kwargs_are_honoured_and_unknown_ones_rejected():
@@ -96,7 +98,7 @@ def test_gen_kwargs_are_honoured_and_unknown_ones_rejected():
     ],
 )
 def test_sampler_chain_equals_transformers(tiny_model, kwargs):
-    ours = GenerationSettings(do_sample=True, **kwargs).logits_processors()
+    ours = logits_processors(GenerationSettings(do_sample=True, **kwargs))
     theirs = tiny_model._get_logits_processor(
         generation_config=GenerationConfig(do_sample=True, **kwargs), input_ids_seq_length=1, device="cpu"
     )
@@ -110,14 +112,16 @@ def test_sampler_chain_equals_transformers(tiny_model, kwargs):
 def test_seeded_sampler_is_reproducible():
     logits = torch.randn(1, 50)
     settings = GenerationSettings(do_sample=True, temperature=1.0)
-    draw = [TokenSampler(settings, torch.Generator().manual_seed(5))(None, logits).item() for _ in range(2)]
+    draw = [TokenSampler(settings, [torch.Generator().manual_seed(5)])(None, logits).item() for _ in range(2)]
     assert draw[0] == draw[1]
-    many = {TokenSampler(settings, torch.Generator().manual_seed(s))(None, logits).item() for s in range(20)}
+    many = {
+        TokenSampler(settings, [torch.Generator().manual_seed(s)])(None, logits).item() for s in range(20)
+    }
     assert len(many) > 1
 
 
 def test_model_args_repeating_a_cli_option_name_the_option():
-    from lmms_vreason.backend import Qwen2_5_VL_VReason
+    from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason
 
     with pytest.raises(ArgumentError, match="batch_size.*--batch_size"):
         Qwen2_5_VL_VReason.create_from_arg_string(

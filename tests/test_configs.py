@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from lmms_vreason.benchmarks import TABLE1_COLUMNS
-from lmms_vreason.collate import averages
-from lmms_vreason.experiments import (
+from lmms_vreason.experiments.collate import averages
+from lmms_vreason.experiments.configs import (
     PAPER_KEYS,
     ConfigError,
     ExperimentConfig,
@@ -61,8 +61,8 @@ def test_every_shipped_config_validates(shipped: dict[str, ExperimentConfig]) ->
 def test_table1_rows_and_lr_grids(shipped: dict[str, ExperimentConfig]) -> None:
     for setting, frames, px in (("3b-32f128", 32, 128), ("7b-16f256", 16, 256), ("7b-32f128", 32, 128)):
         base = shipped[f"t1-{setting}-base"]
-        assert base.backend_args.vreason.enabled is False
-        assert base.backend_args["nframes"] == frames and base.backend_args["max_pixels"] == px * 28 * 28
+        assert base.backend_args.vreason is False
+        assert base.backend_args.nframes == frames and base.backend_args.max_pixels == px * 28 * 28
         assert list(base.tasks) == ALL_TASKS
         for variant in ("vreason", "lite"):
             group = f"t1-{setting}-{variant}"
@@ -70,13 +70,13 @@ def test_table1_rows_and_lr_grids(shipped: dict[str, ExperimentConfig]) -> None:
             assert sorted(c.lr for c in members) == pytest.approx(LR_GRID)
             for member in members:
                 args = member.backend_args
-                assert args.vreason.enabled and args.vreason.lite == (variant == "lite")
-                assert args.vreason.step_size == 4 and args.vreason.objective == "switch"
+                assert args.vreason and args.lite == (variant == "lite")
+                assert args.step_size == 4 and args.objective == "switch"
                 assert member.baseline == base.name and list(member.tasks) == ALL_TASKS
     for setting in ("16f256", "32f128"):
         r1 = shipped[f"t1-videor1-7b-{setting}"]
-        assert r1.backend_args["pretrained"] == "Video-R1/Video-R1-7B"
-        assert r1.backend_args.vreason.enabled is False
+        assert r1.backend_args.pretrained == "Video-R1/Video-R1-7B"
+        assert r1.backend_args.vreason is False
 
 
 def test_paper_numbers_transcribed(shipped: dict[str, ExperimentConfig]) -> None:
@@ -107,9 +107,9 @@ def test_paper_numbers_transcribed(shipped: dict[str, ExperimentConfig]) -> None
 def test_tables_2_3_4_8_and_figure_4(shipped: dict[str, ExperimentConfig]) -> None:
     for size, base_v, vr_v in (("32b", 69.0, 72.0), ("72b", 72.6, 73.0)):
         base, vr = shipped[f"t2-{size}-base"], shipped[f"t2-{size}-vreason"]
-        assert base.backend_args["device_map"] == "auto" and base.model_parallel
+        assert base.backend_args.device_map == "auto" and base.model_parallel
         assert base.paper["mmvu"] == base_v and vr.paper["mmvu"] == vr_v
-        assert vr.backend_args.vreason.enabled and size.upper() in vr.backend_args["pretrained"]
+        assert vr.backend_args.vreason and size.upper() in vr.backend_args.pretrained
         assert list(vr.tasks) == ["mmvu"]
     t3 = {n: c for n, c in shipped.items() if n.startswith("t3-")}
     assert len(t3) == 8
@@ -130,13 +130,13 @@ def test_tables_2_3_4_8_and_figure_4(shipped: dict[str, ExperimentConfig]) -> No
         assert config.gen_kwargs["temperature"] == float(name.split("-t")[-1].split("-")[0])
         assert ("min_p" in config.gen_kwargs) == ("minp" in name)
         assert ("top_h" in config.gen_kwargs) == ("toph" in name)
-        assert config.backend_args.vreason.lite == name.endswith("-lite")
-    assert shipped["t4-min-entropy-lite"].backend_args.vreason.objective == "min_entropy"
-    assert shipped["t4-max-entropy-lite"].backend_args.vreason.objective == "max_entropy"
-    prune = shipped["t8-prune-only"].backend_args.vreason
-    assert prune.prune_only and prune.lite and not prune.enabled
+        assert config.backend_args.lite == name.endswith("-lite")
+    assert shipped["t4-min-entropy-lite"].backend_args.objective == "min_entropy"
+    assert shipped["t4-max-entropy-lite"].backend_args.objective == "max_entropy"
+    prune = shipped["t8-prune-only"].backend_args
+    assert prune.prune_only and prune.lite and not prune.vreason
     assert shipped["t8-lite-lr3e-4"].lr == 3e-4 and shipped["t8-lite-lr3e-4"].paper["avg"] == 51.3
-    assert sorted(c.backend_args.vreason.step_size for n, c in shipped.items() if n.startswith("f4-")) == [
+    assert sorted(c.backend_args.step_size for n, c in shipped.items() if n.startswith("f4-")) == [
         1,
         2,
         4,
@@ -173,7 +173,7 @@ def test_prune_only_with_vreason_fails_naming_it(tmp_path: Path) -> None:
     ok = write_yaml(
         tmp_path, minimal(name="ok", model_args={"vreason": False, "lite": True, "prune_only": True})
     )
-    assert load_config(ok).backend_args.vreason.prune_only
+    assert load_config(ok).backend_args.prune_only
 
 
 @pytest.mark.parametrize(

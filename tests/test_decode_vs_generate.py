@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import LogitRecorder
+from conftest import LogitRecorder, stop_when
 
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.decode import decode
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.core.decode import decode
+from lmms_vreason.core.sampling import stopping_criteria
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 N_NEW = 16
 
@@ -27,16 +27,16 @@ def _generate(model, inputs, **kwargs):
     return new, torch.stack([lg[0] for lg in out.logits])
 
 
-def _ours(model, inputs, settings, vreason=None, generator=None):
+def _ours(model, inputs, settings, vreason=None, generators=None):
     rec = LogitRecorder()
-    out = decode(QwenVLDecoder(model), inputs, settings, vreason, probe=rec, generator=generator)
+    out = decode(Qwen2_5_VLAdapter(model), inputs, settings, vreason, probe=rec, generators=generators)
     return out, torch.stack([lg[0] for lg in rec.logits])
 
 
 def test_greedy_equals_generate_tokens_and_logits(tiny_model, tiny_inputs):
     ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
     out, logits = _ours(
-        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(enabled=False)
+        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonSettings(vreason=False)
     )
     assert out.sequences[0] == ref_tokens
     assert len(ref_tokens) == N_NEW
@@ -61,12 +61,12 @@ def test_sampling_equals_generate_with_same_seed(tiny_model, tiny_inputs):
 
 def test_controller_frozen_at_zero_equals_generate(tiny_model, tiny_inputs, monkeypatch):
     """Every step runs the differentiable path (k=1) but ΔV never moves: logits must be bit-identical."""
-    from lmms_vreason.controller import ValueController
+    from lmms_vreason.core.controller import ValueController
 
     monkeypatch.setattr(ValueController, "step", lambda self, update=None: self.skip())
     ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
     out, logits = _ours(
-        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(step_size=1)
+        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonSettings(step_size=1)
     )
     assert int(out.stats.opt_steps[0]) == N_NEW - 1
     assert out.sequences[0] == ref_tokens
@@ -78,7 +78,10 @@ def test_vreason_changes_logits_after_first_update(tiny_model, tiny_inputs):
     k = 2
     ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
     out, logits = _ours(
-        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonConfig(step_size=k, lr=0.05)
+        tiny_model,
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=N_NEW),
+        VReasonSettings(step_size=k, lr=0.05),
     )
     torch.testing.assert_close(logits[:k], ref_logits[:k], rtol=0, atol=0)
     assert not torch.equal(logits[k], ref_logits[k])
@@ -90,14 +93,17 @@ def test_stops_at_eos_and_until(tiny_model, tiny_inputs, eos_step):
     ref_tokens, _ = _generate(tiny_model, tiny_inputs, do_sample=False)
     eos = ref_tokens[eos_step - 1]
     out = decode(
-        QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), eos_token_ids=[eos]
+        Qwen2_5_VLAdapter(tiny_model),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=N_NEW),
+        stopping=stopping_criteria([eos]),
     )
     assert out.sequences[0] == ref_tokens[: ref_tokens.index(eos) + 1]
     stop_after = 5
     out = decode(
-        QwenVLDecoder(tiny_model),
+        Qwen2_5_VLAdapter(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=N_NEW),
-        stop=lambda ids: len(ids) >= stop_after,
+        stopping=stop_when(lambda ids: len(ids) >= stop_after),
     )
     assert out.sequences[0] == ref_tokens[:stop_after]

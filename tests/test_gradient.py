@@ -10,10 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.decode import decode
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.core.decode import decode
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 
 class GradRecorder:
@@ -70,10 +69,10 @@ def _reference_grad(model, inputs, generated, step, delta, alpha, scope_dims):
 def test_delta_v_gradient_matches_full_autograd(tiny_model_f64, tiny_inputs, scope, dims):
     rec = GradRecorder()
     out = decode(
-        QwenVLDecoder(tiny_model_f64),
+        Qwen2_5_VLAdapter(tiny_model_f64),
         tiny_inputs,
         GenerationSettings(max_new_tokens=9),
-        VReasonConfig(step_size=2, lr=0.05, norm_scope=scope),
+        VReasonSettings(step_size=2, lr=0.05, norm_scope=scope),
         probe=rec,
     )
     assert [r[0] for r in rec.records] == [2, 4, 6, 8]
@@ -88,10 +87,10 @@ def test_delta_v_gradient_matches_full_autograd(tiny_model_f64, tiny_inputs, sco
 
 def test_no_parameter_gradients_and_no_graph_left(tiny_model, tiny_inputs):
     out = decode(
-        QwenVLDecoder(tiny_model),
+        Qwen2_5_VLAdapter(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=6),
-        VReasonConfig(step_size=1),
+        VReasonSettings(step_size=1),
     )
     assert int(out.stats.opt_steps[0]) == 5
     assert all(not p.requires_grad and p.grad is None for p in tiny_model.parameters())
@@ -104,7 +103,10 @@ def test_controller_state_is_float32_for_a_bfloat16_model(tiny_model_dir, tiny_i
 
     model = load_model(tiny_model_dir, torch.bfloat16)
     out = decode(
-        QwenVLDecoder(model), tiny_inputs, GenerationSettings(max_new_tokens=3), VReasonConfig(step_size=1)
+        Qwen2_5_VLAdapter(model),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=3),
+        VReasonSettings(step_size=1),
     )
     ctrl = out.controller
     assert ctrl is not None and ctrl.delta.dtype == torch.float32

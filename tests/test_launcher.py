@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from lmms_vreason.benchmarks import TABLE1_COLUMNS
-from lmms_vreason.experiments import ExperimentConfig, config_from_mapping
-from lmms_vreason.launcher import (
+from lmms_vreason.experiments.configs import ExperimentConfig, config_from_mapping
+from lmms_vreason.experiments.launcher import (
     CONFIG_COPY_NAME,
     LaunchOptions,
     build_plan,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmms_vreason.errors import MediaError
-from lmms_vreason.fixtures import write_video
-from lmms_vreason.media import FrameSettings, load_visuals
+from lmms_vreason.lmms.media import FrameSettings, MediaError, load_visuals
+from lmms_vreason.testing.fixtures import write_video
 
 SETTINGS = FrameSettings(nframes=8, fps=None, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
 

@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 
-from lmms_vreason import decode as decode_module
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.controller import ValueController
-from lmms_vreason.decode import decode
-from lmms_vreason.objective import EntropyTracker, entropy
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+import lmms_vreason.core.stepper as stepper_module
+from lmms_vreason.core.controller import ValueController, controlled_layer
+from lmms_vreason.core.decode import decode
+from lmms_vreason.core.objective import EntropyTracker, entropy
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 
 def test_entropy_matches_hand_computed_values():
@@ -67,30 +66,27 @@ def test_non_finite_entropy_leaves_ema_unchanged():
 @pytest.mark.parametrize(("objective", "direction"), [("max_entropy", 1), ("min_entropy", -1)])
 def test_each_objective_moves_entropy_in_its_direction(tiny_model, tiny_inputs, objective, direction):
     """One update on step 2's loss, then step 2 re-run with the new ΔV: H moves the way α says."""
-    from lmms_vreason.objective import switch_loss
-    from lmms_vreason.qwen import PREFILL_ONLY_INPUTS
+    from lmms_vreason.core.objective import switch_loss
 
-    dec = QwenVLDecoder(tiny_model)
-    cfg = VReasonConfig(objective=objective, step_size=1, lr=2e-2)
+    dec = Qwen2_5_VLAdapter(tiny_model)
+    cfg = VReasonSettings(objective=objective, step_size=1, lr=2e-2)
     ids = tiny_inputs["input_ids"]
     cache = dec.new_cache()
     pos = dec.prefill_positions(tiny_inputs)
-    kwargs = {k: tiny_inputs[k] for k in PREFILL_ONLY_INPUTS if tiny_inputs.get(k) is not None}
+    kwargs = dec.prefill_inputs(tiny_inputs)
     with torch.no_grad():
         logits = dec.forward(ids, pos, cache, None, **kwargs)
-    layer = dec.controlled_layer(cache)
+    layer = controlled_layer(cache)
     video = dec.video_positions(ids)
     index = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
     ctrl = ValueController(layer.values.gather(2, index), video, cfg)
-    layer.controller = ctrl
     token = logits.argmax(-1)[:, None]
     pos = pos[..., -1:] + 1
-    layer.differentiable = True
-    h_before = entropy(dec.forward(token, pos, cache, None))
-    h_before_value = float(h_before.detach())
-    alpha = torch.tensor([float(direction)])
-    switch_loss(h_before, alpha).backward()
-    layer.differentiable = False
+    with layer.differentiable(ctrl):
+        h_before = entropy(dec.forward(token, pos, cache, None))
+        h_before_value = float(h_before.detach())
+        alpha = torch.tensor([float(direction)])
+        switch_loss(h_before, alpha).backward()
     ctrl.clip_and_measure()
     ctrl.step()
     ctrl.write_back(layer.values)
@@ -103,8 +99,8 @@ def test_each_objective_moves_entropy_in_its_direction(tiny_model, tiny_inputs, 
 def test_optimiser_state_is_reset_between_samples(tiny_model, tiny_processor):
     from conftest import make_inputs
 
-    dec = QwenVLDecoder(tiny_model)
-    cfg = VReasonConfig(step_size=1, lr=5e-2)
+    dec = Qwen2_5_VLAdapter(tiny_model)
+    cfg = VReasonSettings(step_size=1, lr=5e-2)
     settings = GenerationSettings(max_new_tokens=8)
     a, b = make_inputs(tiny_processor, seed=1), make_inputs(tiny_processor, seed=2)
     first = decode(dec, a, settings, cfg)
@@ -118,14 +114,14 @@ def test_optimiser_state_is_reset_between_samples(tiny_model, tiny_processor):
 
 
 def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, monkeypatch):
-    real_loss = decode_module.switch_loss
-    monkeypatch.setattr(decode_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
-    base = decode(QwenVLDecoder(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), None)
+    real_loss = stepper_module.switch_loss
+    monkeypatch.setattr(stepper_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
+    base = decode(Qwen2_5_VLAdapter(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), None)
     out = decode(
-        QwenVLDecoder(tiny_model),
+        Qwen2_5_VLAdapter(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=8),
-        VReasonConfig(step_size=2),
+        VReasonSettings(step_size=2),
     )
     assert int(out.stats.skipped_steps[0]) == 4 == int(out.stats.opt_steps[0])
     assert out.controller is not None and float(out.controller.delta.abs().max()) == 0.0
@@ -135,7 +131,7 @@ def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, mo
 def test_clipping_matches_clip_grad_norm():
     torch.manual_seed(0)
     values = torch.randn(1, 2, 5, 8)
-    ctrl = ValueController(values, torch.arange(5)[None], VReasonConfig(grad_clip=0.5))
+    ctrl = ValueController(values, torch.arange(5)[None], VReasonSettings(grad_clip=0.5))
     grad = torch.randn_like(values) * 3
     ctrl.deltas[0].grad = grad.clone()
     pre_clip_norm = ctrl.clip_and_measure()
@@ -149,7 +145,7 @@ def test_clipping_matches_clip_grad_norm():
 def test_clipping_is_per_sample_and_leaves_small_gradients_alone():
     torch.manual_seed(1)
     values = torch.randn(2, 2, 5, 8)
-    ctrl = ValueController(values, torch.arange(5).expand(2, -1), VReasonConfig(grad_clip=1.0))
+    ctrl = ValueController(values, torch.arange(5).expand(2, -1), VReasonSettings(grad_clip=1.0))
     grads = [torch.randn(1, 2, 5, 8) * 5, torch.randn(1, 2, 5, 8) * 1e-3]  # above / below the clip
     for d, g in zip(ctrl.deltas, grads, strict=True):
         d.grad = g.clone()
@@ -165,7 +161,7 @@ def test_clipping_is_per_sample_and_leaves_small_gradients_alone():
 def test_update_is_a_plain_adam_step_without_weight_decay():
     torch.manual_seed(2)
     values = torch.randn(1, 2, 5, 8)
-    ctrl = ValueController(values, torch.arange(5)[None], VReasonConfig(lr=0.1, grad_clip=1e9))
+    ctrl = ValueController(values, torch.arange(5)[None], VReasonSettings(lr=0.1, grad_clip=1e9))
     ref = torch.zeros_like(values, requires_grad=True)
     adam = torch.optim.Adam([ref], lr=0.1)  # the reference: Adam, no weight decay
     for _ in range(3):

@@ -7,12 +7,11 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.controller import ValueController
-from lmms_vreason.decode import decode
-from lmms_vreason.pruning import keep_count, prune_video_tokens
-from lmms_vreason.qwen import PREFILL_ONLY_INPUTS, QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.core.controller import ValueController, controlled_layer
+from lmms_vreason.core.decode import decode
+from lmms_vreason.core.pruning import keep_count, prune_video_tokens
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 STEPS = 16
 
@@ -20,7 +19,7 @@ STEPS = 16
 def _prefill(dec, inputs):
     cache = dec.new_cache()
     pos = dec.prefill_positions(inputs)
-    kwargs = {k: inputs[k] for k in PREFILL_ONLY_INPUTS if inputs.get(k) is not None}
+    kwargs = dec.prefill_inputs(inputs)
     with torch.no_grad():
         logits = dec.forward(inputs["input_ids"], pos, cache, None, **kwargs)
     return cache, pos, logits
@@ -48,16 +47,16 @@ def _fixed_delta(values_like: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("with_delta", [False, True])
 @pytest.mark.parametrize("keep_ratio", [0.5, 0.3])
 def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_delta, keep_ratio):
-    dec = QwenVLDecoder(tiny_model)
+    dec = Qwen2_5_VLAdapter(tiny_model)
     video = dec.video_positions(tiny_inputs["input_ids"])
-    cfg = VReasonConfig(lite=True, keep_ratio=keep_ratio)
+    cfg = VReasonSettings(lite=True, keep_ratio=keep_ratio)
 
     # Pruned: drop from all layers' caches, controller on the kept positions with the Lite rescale.
     cache, pos, logits = _prefill(dec, tiny_inputs)
     pruned = prune_video_tokens(cache, video, keep_ratio)
     assert pruned.kept_video_positions.shape[1] == keep_count(video.shape[1], keep_ratio) < video.shape[1]
     if with_delta:
-        layer = dec.controlled_layer(cache)
+        layer = controlled_layer(cache)
         kept = pruned.kept_video_positions
         idx = kept[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         ctrl = ValueController(layer.values.gather(2, idx), kept, cfg, reference_norm=pruned.reference_norm)
@@ -70,7 +69,7 @@ def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_d
     mask = torch.ones(1, cache_r.get_seq_length(), dtype=torch.long)
     mask[0, pruned.dropped_positions[0]] = 0
     if with_delta:
-        layer = dec.controlled_layer(cache_r)
+        layer = controlled_layer(cache_r)
         kept_orig = pruned.keep_index.gather(1, pruned.kept_video_positions)
         idx = kept_orig[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         vid_idx = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
@@ -90,7 +89,7 @@ def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_d
 
 def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkeypatch):
     """Every decode step's M-RoPE position is ``original_len + step + rope_delta``, not cache-based."""
-    dec = QwenVLDecoder(tiny_model)
+    dec = Qwen2_5_VLAdapter(tiny_model)
     seen: list[torch.Tensor] = []
     forward = dec.forward
 
@@ -103,7 +102,7 @@ def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkey
         dec,
         tiny_inputs,
         GenerationSettings(max_new_tokens=5),
-        VReasonConfig(enabled=False, lite=True, prune_only=True),
+        VReasonSettings(vreason=False, lite=True, prune_only=True),
     )
     prefill = seen[0]
     _, rope_delta = tiny_model.model.get_rope_index(
@@ -120,10 +119,12 @@ def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkey
 
 
 def test_keep_ratio_one_equals_full_vreason(tiny_model, tiny_inputs):
-    dec = QwenVLDecoder(tiny_model)
+    dec = Qwen2_5_VLAdapter(tiny_model)
     settings = GenerationSettings(max_new_tokens=12)
-    full = decode(dec, tiny_inputs, settings, VReasonConfig(step_size=2, lr=0.05))
-    lite = decode(dec, tiny_inputs, settings, VReasonConfig(step_size=2, lr=0.05, lite=True, keep_ratio=1.0))
+    full = decode(dec, tiny_inputs, settings, VReasonSettings(step_size=2, lr=0.05))
+    lite = decode(
+        dec, tiny_inputs, settings, VReasonSettings(step_size=2, lr=0.05, lite=True, keep_ratio=1.0)
+    )
     assert lite.sequences == full.sequences
     torch.testing.assert_close(lite.stats.entropy, full.stats.entropy, rtol=0, atol=0)
     torch.testing.assert_close(lite.controller.delta, full.controller.delta, rtol=0, atol=0)
@@ -162,7 +163,7 @@ def test_kept_set_is_top_scoring_half_and_rescale_keeps_block_norm():
     kept = pruned.kept_video_positions
     idx = kept[:, None, :, None].expand(1, 2, -1, 3)
     ctrl = ValueController(
-        last.gather(2, idx), kept, VReasonConfig(lite=True), reference_norm=pruned.reference_norm
+        last.gather(2, idx), kept, VReasonSettings(lite=True), reference_norm=pruned.reference_norm
     )
     ctrl.load_delta(torch.randn_like(ctrl.delta))
     torch.testing.assert_close(ctrl.controlled_values().norm(), unpruned_norm)
@@ -170,7 +171,7 @@ def test_kept_set_is_top_scoring_half_and_rescale_keeps_block_norm():
 
 
 def test_cache_really_shrinks(tiny_model, tiny_inputs):
-    dec = QwenVLDecoder(tiny_model)
+    dec = Qwen2_5_VLAdapter(tiny_model)
     cache, _, _ = _prefill(dec, tiny_inputs)
     video = dec.video_positions(tiny_inputs["input_ids"])
     seq = cache.get_seq_length()
@@ -183,10 +184,10 @@ def test_cache_really_shrinks(tiny_model, tiny_inputs):
 
 def test_lite_decode_reports_video_tokens(tiny_model, tiny_inputs):
     out = decode(
-        QwenVLDecoder(tiny_model),
+        Qwen2_5_VLAdapter(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=4),
-        VReasonConfig(lite=True, step_size=2),
+        VReasonSettings(lite=True, step_size=2),
     )
     n = int((tiny_inputs["input_ids"] == tiny_model.config.video_token_id).sum())
     assert out.stats.video_tokens_before.tolist() == [n]
@@ -264,7 +265,7 @@ def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
 ):
     from conftest import LogitRecorder, load_model, make_batch_inputs, make_inputs
 
-    dec = QwenVLDecoder(load_model(tiny_model_dir, attn=attn))
+    dec = Qwen2_5_VLAdapter(load_model(tiny_model_dir, attn=attn))
     samples = [
         {"frames": 4, "size": 56, "seed": 1, "question": "What moves?"},
         {"frames": 8, "size": 84, "seed": 2, "question": "Which object is left of the red cube at the end?"},
@@ -272,11 +273,11 @@ def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
     batch = make_batch_inputs(tiny_processor, samples)
     counts = (batch["input_ids"] == dec.video_token_id).sum(dim=1).tolist()
     assert counts[0] != counts[1]  # ragged video-token counts
-    cfg = VReasonConfig(enabled=False, lite=True, prune_only=True, keep_ratio=keep_ratio)
+    cfg = VReasonSettings(vreason=False, lite=True, prune_only=True, keep_ratio=keep_ratio)
     settings = GenerationSettings(max_new_tokens=STEPS)
 
     seen = LogitRecorder()
-    out = decode(dec, batch, settings, cfg, eos_token_ids=[], probe=seen)
+    out = decode(dec, batch, settings, cfg, probe=seen)
     got = torch.stack(seen.logits)  # [T, B, V]
     assert out.stats.video_tokens_before.tolist() == counts
     assert out.stats.video_tokens_after.tolist() == [keep_count(n, keep_ratio) for n in counts]
@@ -284,9 +285,7 @@ def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
 
     for b, spec in enumerate(samples):
         alone = LogitRecorder()
-        single = decode(
-            dec, make_inputs(tiny_processor, **spec), settings, cfg, eos_token_ids=[], probe=alone
-        )
+        single = decode(dec, make_inputs(tiny_processor, **spec), settings, cfg, probe=alone)
         want = torch.stack(alone.logits)[:, 0]
         assert got.shape[0] == want.shape[0] == STEPS
         assert (got[:, b] - want).abs().max() < 1e-5
@@ -294,7 +293,7 @@ def test_ragged_batch_pruned_decoding_equals_each_sample_alone(
 
 
 def test_packed_positions_round_trip_and_sample_without_video():
-    from lmms_vreason.ragged import PAD, packed_positions, position_flags
+    from lmms_vreason.core.ragged import PAD, packed_positions, position_flags
 
     gen = torch.Generator().manual_seed(0)
     flags = torch.rand(4, 12, generator=gen) > 0.6
@@ -322,9 +321,9 @@ def test_lite_decode_rescales_the_kept_block_to_the_unpruned_norm(tiny_model, ti
     the dropped positions masked and the kept values rescaled by hand."""
     from conftest import LogitRecorder
 
-    dec = QwenVLDecoder(tiny_model)
+    dec = Qwen2_5_VLAdapter(tiny_model)
     seen = LogitRecorder()
-    cfg = VReasonConfig(lite=True, step_size=10 * STEPS)
+    cfg = VReasonSettings(lite=True, step_size=10 * STEPS)
     out = decode(dec, tiny_inputs, GenerationSettings(max_new_tokens=STEPS), cfg, probe=seen)
     assert int(out.stats.opt_steps[0]) == 0 and out.pruned is not None
 

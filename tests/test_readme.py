@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lmms_vreason.config import model_args_markdown
+from lmms_vreason.lmms.args import model_args_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from lmms_eval.tasks import TaskManager
 
 from lmms_vreason.benchmarks import GROUP_TASK, TABLE1_COLUMNS, VSI_GROUP_TASK
-from lmms_vreason.task_registry import register_task_dir, task_dir, with_task_dir
+from lmms_vreason.lmms.task_registry import register_task_dir, task_dir, with_task_dir
 
 OUR_NAMES = sorted({column.task for column in TABLE1_COLUMNS} | {GROUP_TASK, VSI_GROUP_TASK})
 LMMS_EVAL_TASKS = Path(lmms_eval.tasks.__file__).parent

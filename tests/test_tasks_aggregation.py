@@ -30,8 +30,8 @@ from lmms_vreason.benchmarks import (
     VIDEOMME_DURATION_METRICS,
     VSI_GROUP_TASK,
 )
-from lmms_vreason.fixtures import make_fixture_bench
-from lmms_vreason.task_registry import task_dir
+from lmms_vreason.lmms.task_registry import task_dir
+from lmms_vreason.testing.fixtures import make_fixture_bench
 
 
 @pytest.fixture(scope="module")

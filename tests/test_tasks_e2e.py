@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 from lmms_vreason.tasks import utils
 
-from lmms_vreason import fixtures
 from lmms_vreason.benchmarks import (
     AVG_METRIC,
     AVG_WO_MRA_METRIC,
     DATA_ROOT_ENV,
     GROUP_TASK,
     MEDIA_ERROR_METRIC,
+    MEDIA_ERROR_PREFIX,
     TABLE1_COLUMNS,
 )
-from lmms_vreason.errors import MEDIA_ERROR_PREFIX
-from lmms_vreason.task_registry import task_dir
+from lmms_vreason.lmms.task_registry import task_dir
+from lmms_vreason.testing import fixtures
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ EVAL_FILES = sorted({column.eval_file for column in TABLE1_COLUMNS})
 FIELDS = {"problem_id", "problem", "problem_type", "options", "solution", "path", "data_type"}
 
 
-from lmms_vreason import fixtures as fixture_script  # noqa: E402
+from lmms_vreason.testing import fixtures as fixture_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_missing_video_option_references_exactly_one_absent_file(tmp_path: Path)
 
 def test_command_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lmms_vreason.fixtures", str(tmp_path / "out"), "--seed", "3"],
+        [sys.executable, "-m", "lmms_vreason.testing.fixtures", str(tmp_path / "out"), "--seed", "3"],
         capture_output=True,
         text=True,
         check=True,

@@ -14,7 +14,7 @@ import pytest
 from lmms_eval.protocol import ChatMessages
 from lmms_vreason.tasks import utils
 
-from lmms_vreason.errors import MEDIA_ERROR_PREFIX
+from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX
 
 TEMPLATE_TAIL = (
     "Please think about this question as if you were a human pondering deeply. Engage in an internal "

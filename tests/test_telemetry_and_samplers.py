@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lmms_vreason.config import VReasonConfig
-from lmms_vreason.decode import decode
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.core.decode import decode
+from lmms_vreason.core.sampling import logits_processors
+from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 
 class LogitRecorder:
@@ -30,11 +30,11 @@ def _numpy_entropy(logits: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-@pytest.mark.parametrize("vreason", [None, VReasonConfig(step_size=2, lr=0.05)])
+@pytest.mark.parametrize("vreason", [None, VReasonSettings(step_size=2, lr=0.05)])
 def test_recorded_entropy_and_ema_equal_independent_computation(tiny_model, tiny_inputs, vreason):
     rec = LogitRecorder()
     out = decode(
-        QwenVLDecoder(tiny_model),
+        Qwen2_5_VLAdapter(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=10),
         vreason,
@@ -56,11 +56,11 @@ def test_min_p_and_top_h_run_with_vreason_on_raw_entropy(tiny_model, tiny_inputs
     rec = LogitRecorder()
     gen = torch.Generator().manual_seed(0)
     out = decode(
-        QwenVLDecoder(tiny_model),
+        Qwen2_5_VLAdapter(tiny_model),
         tiny_inputs,
         settings,
-        VReasonConfig(step_size=2, lite=lite),
-        generator=gen,
+        VReasonSettings(step_size=2, lite=lite),
+        generators=[gen],
         probe=rec,
     )
     assert len(out.sequences[0]) == 12 and int(out.stats.opt_steps[0]) == 6
@@ -68,5 +68,5 @@ def test_min_p_and_top_h_run_with_vreason_on_raw_entropy(tiny_model, tiny_inputs
     np.testing.assert_allclose(
         out.stats.entropy[0].numpy(), [_numpy_entropy(lg) for lg in rec.logits], rtol=1e-5
     )
-    warped = settings.logits_processors()(None, torch.from_numpy(rec.logits[0])[None].float())
+    warped = logits_processors(settings)(None, torch.from_numpy(rec.logits[0])[None].float())
     assert _numpy_entropy(warped[0].double().numpy()) < out.stats.entropy[0, 0].item() - 0.1

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from lmms_vreason.experiments import ConfigError, ExperimentConfig, load_configs, write_config_copy
-from lmms_vreason.task_registry import task_dir
+from lmms_vreason.experiments.configs import ConfigError, ExperimentConfig, load_configs, write_config_copy
+from lmms_vreason.lmms.task_registry import task_dir
 
 LauncherKind = Literal["plain", "accelerate"]
 LAUNCHERS: tuple[str, ...] = ("accelerate", "plain")

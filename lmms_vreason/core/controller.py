@@ -10,13 +10,15 @@ no graph reaches the cache, earlier layers or model parameters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
+from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from lmms_vreason.config import NormScope, VReasonConfig
-from lmms_vreason.ragged import PAD, cache_index, position_flags
+from lmms_vreason.core.ragged import PAD, cache_index, position_flags
+from lmms_vreason.core.settings import NormScope, VReasonSettings
 
 _SCOPE_DIMS: dict[str, tuple[int, ...]] = {
     # values are [B, kv_heads, tokens, head_dim]
@@ -56,7 +58,7 @@ class ValueController:
         self,
         video_values: torch.Tensor,
         positions: torch.Tensor,
-        config: VReasonConfig,
+        config: VReasonSettings,
         reference_norm: torch.Tensor | None = None,
     ) -> None:
         self.config = config
@@ -156,19 +158,45 @@ class ValueController:
 
 
 class ControlledValueLayer(DynamicLayer):
-    """A ``DynamicLayer`` whose values pass through a :class:`ValueController` when optimising.
+    """A ``DynamicLayer`` whose values can pass through a :class:`ValueController` for one forward.
 
-    Installed as the last layer of a ``DynamicCache``. Outside an optimising step it behaves exactly
-    like ``DynamicLayer`` (the cache already holds ``V_new``).
+    Installed as the last layer of a ``DynamicCache``. Outside :meth:`differentiable` it behaves
+    exactly like ``DynamicLayer`` (the cache already holds ``V_new``); inside, the attention of
+    that forward sees the differentiable ``V_new(ΔV)``.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.controller: ValueController | None = None
-        self.differentiable = False
+        self._insert: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @contextmanager
+    def differentiable(self, controller: ValueController) -> Iterator[None]:
+        """Within the block, autograd is on and this layer's values carry a graph to ΔV."""
+        self._insert = controller.insert
+        try:
+            with torch.enable_grad():
+                yield
+        finally:
+            self._insert = None
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         keys, values = super().update(key_states, value_states, *args, **kwargs)
-        if self.differentiable and self.controller is not None:
-            values = self.controller.insert(values)
+        if self._insert is not None:
+            values = self._insert(values)
         return keys, values
+
+
+def with_controlled_last_layer(cache: DynamicCache) -> DynamicCache:
+    """``cache`` with its last layer replaced by an (empty) :class:`ControlledValueLayer`."""
+    cache.layers[-1] = ControlledValueLayer()
+    return cache
+
+
+def controlled_layer(cache: DynamicCache) -> ControlledValueLayer:
+    """The last layer of a cache built with :func:`with_controlled_last_layer`."""
+    layer = cache.layers[-1]
+    if not isinstance(layer, ControlledValueLayer):
+        raise TypeError(
+            "the cache's last layer is not a ControlledValueLayer (see with_controlled_last_layer)"
+        )
+    return layer

@@ -10,7 +10,7 @@ question has a true answer). The layout is the one ``VREASON_EVAL_ROOT`` expects
     OUT_DIR/eval_vsibench.json ... OUT_DIR/eval_videomme.json
     OUT_DIR/Evaluation/<Benchmark>/clip.mp4        (records say "./Evaluation/<Benchmark>/clip.mp4")
 
-Usage: ``python -m lmms_vreason.fixtures OUT_DIR [--seed N] [--missing-video]``, or import
+Usage: ``python -m lmms_vreason.testing.fixtures OUT_DIR [--seed N] [--missing-video]``, or import
 :func:`make_fixture_bench`. The output depends only on the seed. ``--missing-video`` makes the first
 MMVU record point at a video that is not written, to exercise the backend's media-error path.
 """

@@ -34,14 +34,14 @@ import yaml
 
 from lmms_vreason.analysis.tables import markdown_table
 from lmms_vreason.benchmarks import AVG_METRIC, AVG_WO_MRA_METRIC, TABLE1_COLUMNS
-from lmms_vreason.experiments import (
+from lmms_vreason.experiments.configs import (
     PAPER_KEYS,
     ConfigError,
     ExperimentConfig,
     config_from_mapping,
     load_configs,
 )
-from lmms_vreason.launcher import CONFIG_COPY_NAME, iter_results_files
+from lmms_vreason.experiments.launcher import CONFIG_COPY_NAME, iter_results_files
 
 COLUMN_KEYS: tuple[str, ...] = tuple(c.key for c in TABLE1_COLUMNS)
 WO_MRA_KEYS: tuple[str, ...] = tuple(c.key for c in TABLE1_COLUMNS if c.in_avg_wo_mra)

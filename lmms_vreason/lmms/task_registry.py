@@ -2,7 +2,7 @@
 
 lmms-eval indexes only its own ``lmms_eval/tasks/`` folder plus the ``include_path`` it is given,
 and it has no plugin hook for task folders (entry points cover models only). The plugin's
-entry-point callable (:func:`lmms_vreason.plugin.manifests`) runs when ``lmms_eval.models`` is
+entry-point callable (:func:`lmms_vreason.lmms.plugin.manifests`) runs when ``lmms_eval.models`` is
 imported, which the CLI does before it builds its ``TaskManager``; it calls :func:`register_task_dir`,
 which wraps ``TaskManager.initialize_tasks`` so that every ``TaskManager`` (the CLI's, the power
 analysis', a user's) also indexes our folder.

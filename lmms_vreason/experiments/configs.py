@@ -12,7 +12,7 @@ Schema (see ``model_configs/README.md``)::
     reproduces: "Table 1: ..."            # required; the table/row/figure point this run stands for
     paper: {mmvu: 65.0, avg: 51.4, ...}   # paper's numbers (percent); keys of TABLE1_COLUMNS, avg, avg_wo_mra
     model: qwen2_5_vl_vreason             # optional; the only backend validated here
-    model_args: {pretrained: ..., ...}    # checked by lmms_vreason.config.parse_model_args
+    model_args: {pretrained: ..., ...}    # checked by lmms_vreason.lmms.args.parse_model_args
     tasks: [mmvu, ...]                    # task names of lmms_vreason.benchmarks
     gen_kwargs: {temperature: 0.3, ...}   # optional overrides of the tasks' generation settings
     lr_grid_group: t1-7b-32f128-lite      # optional; runs reported as "best over lr grid"
@@ -40,7 +40,7 @@ from lmms_vreason.benchmarks import (
     TABLE1_COLUMNS,
     VSI_GROUP_TASK,
 )
-from lmms_vreason.config import CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
+from lmms_vreason.lmms.args import CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
 
 DEFAULT_MODEL = "qwen2_5_vl_vreason"
 
@@ -238,7 +238,7 @@ class ExperimentConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not _NAME_RE.match(value)):
                 raise ConfigError(f"{where}{key} {value!r} must be a [A-Za-z0-9._+-] name")
-        if self.lr_grid_group is not None and not self.backend_args.vreason.enabled:
+        if self.lr_grid_group is not None and not self.backend_args.vreason:
             raise ConfigError(
                 f"{where}lr_grid_group needs vreason=true (the lr only matters to the controller)"
             )
@@ -278,21 +278,21 @@ class ExperimentConfig:
     @property
     def model_parallel(self) -> bool:
         """True when the model is sharded over all GPUs (``device_map``): one process, not N."""
-        return self.backend_args["device_map"] is not None
+        return self.backend_args.device_map is not None
 
     @property
     def frames_px(self) -> str:
         """The paper's ``#F/px`` label, e.g. ``32/128`` for 32 frames at 128*28*28 max pixels."""
-        values = self.backend_args.values
-        frames = values["nframes"] if values["nframes"] is not None else f"{values['fps']}fps"
-        px = values["max_pixels"] / (28 * 28)
+        args = self.backend_args
+        frames = args.nframes if args.nframes is not None else f"{args.fps}fps"
+        px = args.max_pixels / (28 * 28)
         return f"{frames}/{int(px) if px.is_integer() else round(px, 1)}"
 
     @property
     def lr(self) -> float | None:
         """The controller's learning rate, or None when no controller runs."""
         args = self.backend_args
-        return args.vreason.lr if args.vreason.enabled else None
+        return args.lr if args.vreason else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data in schema order (what the launcher stores beside the results)."""
@@ -404,10 +404,10 @@ def check_config_set(configs: Sequence[ExperimentConfig]) -> None:
             groups.setdefault(config.lr_grid_group, []).append(config)
     for label, members in groups.items():
         first = members[0]
-        reference = {k: v for k, v in first.backend_args.values.items() if k != "lr"}
+        reference = {k: v for k, v in first.backend_args.model_dump().items() if k != "lr"}
         seen_lrs: dict[float, str] = {}
         for member in members:
-            values = {k: v for k, v in member.backend_args.values.items() if k != "lr"}
+            values = {k: v for k, v in member.backend_args.model_dump().items() if k != "lr"}
             if (
                 values != reference
                 or member.tasks != first.tasks
@@ -420,7 +420,7 @@ def check_config_set(configs: Sequence[ExperimentConfig]) -> None:
                 raise ConfigError(
                     f"lr_grid_group {label!r}: {member.name} and {first.name} quote different paper numbers"
                 )
-            lr = member.backend_args.vreason.lr
+            lr = member.backend_args.lr
             if lr in seen_lrs:
                 raise ConfigError(
                     f"lr_grid_group {label!r}: {member.name} and {seen_lrs[lr]} both use lr={lr}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lmms_vreason.config import Objective
+from lmms_vreason.core.settings import Objective
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The ``qwen2_5_vl_vreason`` lmms-eval backend: a thin adapter around :func:`lmms_vreason.decode.decode`.
+"""The ``qwen2_5_vl_vreason`` lmms-eval backend: a thin adapter around :func:`lmms_vreason.core.decode.decode`.
 
 It turns lmms-eval chat requests into Qwen2.5-VL processor inputs (the same media pipeline as
 lmms-eval's own ``qwen2_5_vl`` backend), runs our decode loop, and returns ``GenerationResult``s.
@@ -23,12 +23,13 @@ from lmms_eval.protocol import ChatMessages
 from loguru import logger
 from tqdm import tqdm
 
-from lmms_vreason.config import ArgumentError, BackendArgs, merge_host_config, parse_model_args
-from lmms_vreason.decode import DecodeOutput, decode
-from lmms_vreason.errors import MEDIA_ERROR_PREFIX, MediaError
-from lmms_vreason.media import FrameSettings, load_visuals
-from lmms_vreason.qwen import QwenVLDecoder
-from lmms_vreason.sampling import GenerationSettings
+from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX
+from lmms_vreason.core.decode import DecodeOutput, decode
+from lmms_vreason.core.sampling import cut_at_stop_strings, stopping_criteria
+from lmms_vreason.core.settings import GenerationSettings
+from lmms_vreason.lmms.args import ArgumentError, merge_host_config, parse_model_args
+from lmms_vreason.lmms.media import FrameSettings, MediaError, load_visuals
+from lmms_vreason.models import adapter_for
 from lmms_vreason.telemetry import SampleTrace, TelemetryWriter
 
 _DTYPES = {
@@ -49,24 +50,6 @@ def output_path_from_argv(argv: Sequence[str]) -> str | None:
     return None
 
 
-class StopStrings:
-    """Per-sample ``until`` test on generated ids: decodes only the tail that could hold a match."""
-
-    def __init__(self, tokenizer: Any, until: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
-        self.until = tuple(until)
-        self.window = max((len(s) for s in self.until), default=0) + 4
-
-    def __call__(self, ids: Sequence[int]) -> bool:
-        tail = self.tokenizer.decode(list(ids[-self.window :]), skip_special_tokens=True)
-        return any(s in tail for s in self.until)
-
-    def cut(self, text: str) -> str:
-        """``text`` up to the first occurrence of any stop string."""
-        ends = [i for i in (text.find(s) for s in self.until) if i >= 0]
-        return text[: min(ends)] if ends else text
-
-
 class Qwen2_5_VL_VReason(lmms):
     """Qwen2.5-VL with V-Reason inference-time optimisation (``--model qwen2_5_vl_vreason``)."""
 
@@ -82,16 +65,15 @@ class Qwen2_5_VL_VReason(lmms):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        self.args: BackendArgs = parse_model_args(kwargs)
-        values = self.args.values
-        self.vreason = self.args.vreason
-        self.batch_size_per_gpu = int(values["batch_size"])
-        self.telemetry_dir = values["telemetry_dir"] or output_path_from_argv(sys.argv)
-        if values["telemetry"] and not self.telemetry_dir:
+        args = self.args = parse_model_args(kwargs)
+        self.vreason = args.vreason_settings
+        self.batch_size_per_gpu = args.batch_size
+        self.telemetry_dir = args.telemetry_dir or output_path_from_argv(sys.argv)
+        if args.telemetry and not self.telemetry_dir:
             raise ArgumentError("telemetry=true needs telemetry_dir=... or lmms-eval's --output_path")
 
         from accelerate import Accelerator
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         accelerator = Accelerator()
         self.accelerator = accelerator
@@ -100,25 +82,20 @@ class Qwen2_5_VL_VReason(lmms):
             device_map: Any = str(self._device)
             self._rank, self._world_size = accelerator.local_process_index, accelerator.num_processes
         else:
-            self._device = torch.device(values["device"])
-            device_map = values["device_map"] or values["device"]
+            self._device = torch.device(args.device)
+            device_map = args.device_map or args.device
             self._rank, self._world_size = 0, 1
-        load_kwargs: dict[str, Any] = {"dtype": _DTYPES[values["dtype"]], "device_map": device_map}
-        if values["attn_implementation"] is not None:
-            load_kwargs["attn_implementation"] = values["attn_implementation"]
-        self._model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            values["pretrained"], **load_kwargs
-        ).eval()
+        load_kwargs: dict[str, Any] = {"dtype": _DTYPES[args.dtype], "device_map": device_map}
+        if args.attn_implementation is not None:
+            load_kwargs["attn_implementation"] = args.attn_implementation
+        self._model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **load_kwargs).eval()
         self.processor = AutoProcessor.from_pretrained(
-            values["pretrained"], max_pixels=values["max_pixels"], min_pixels=values["min_pixels"]
+            args.pretrained, max_pixels=args.max_pixels, min_pixels=args.min_pixels
         )
         self._tokenizer = self.processor.tokenizer
-        self.decoder = QwenVLDecoder(self._model)
+        self.adapter = adapter_for(self._model)
         self.frames = FrameSettings(
-            nframes=values["nframes"],
-            fps=values["fps"],
-            max_pixels=values["max_pixels"],
-            min_pixels=values["min_pixels"],
+            nframes=args.nframes, fps=args.fps, max_pixels=args.max_pixels, min_pixels=args.min_pixels
         )
         eos = self._model.generation_config.eos_token_id
         self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
@@ -126,9 +103,7 @@ class Qwen2_5_VL_VReason(lmms):
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
         self.telemetry = (
-            TelemetryWriter(self.telemetry_dir, self._rank)
-            if values["telemetry"] and self.telemetry_dir
-            else None
+            TelemetryWriter(self.telemetry_dir, self._rank) if args.telemetry and self.telemetry_dir else None
         )
         self.media_failures = 0
         if self._rank == 0:
@@ -164,8 +139,8 @@ class Qwen2_5_VL_VReason(lmms):
     # generation -------------------------------------------------------------------------------
     def _messages(self, doc_to_messages: Any, doc_id: int, task: str, split: str) -> ChatMessages:
         raw = doc_to_messages(self.task_dict[task][split][doc_id])
-        if self.args["system_prompt"]:
-            raw = self._apply_system_prompt(raw, self._resolve_system_prompt(self.args["system_prompt"]))
+        if self.args.system_prompt:
+            raw = self._apply_system_prompt(raw, self._resolve_system_prompt(self.args.system_prompt))
         return ChatMessages(messages=raw)
 
     def _inputs(self, chats: list[ChatMessages]) -> dict[str, torch.Tensor]:
@@ -194,26 +169,26 @@ class Qwen2_5_VL_VReason(lmms):
         return dict(inputs)
 
     def _seeded_generator(self, doc_id: int) -> torch.Generator:
-        gen = torch.Generator(device=self.decoder.device)
-        gen.manual_seed(int(self.args["seed"]) * 1_000_003 + int(doc_id))
+        """The sampler's generator of one request: a function of (seed, doc id) only."""
+        gen = torch.Generator(device=self.adapter.device)
+        gen.manual_seed(self.args.seed * 1_000_003 + int(doc_id))
         return gen
 
     def _run_batch(
         self, chats: list[ChatMessages], settings: GenerationSettings, doc_ids: Sequence[int]
     ) -> tuple[DecodeOutput, dict[str, torch.Tensor], float | None]:
         inputs = self._inputs(chats)
-        device = self.decoder.device
+        device = self.adapter.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         out = decode(
-            self.decoder,
+            self.adapter,
             inputs,
             settings,
             self.vreason,
-            eos_token_ids=self.eos_token_ids,
+            stopping=stopping_criteria(self.eos_token_ids, settings.until, self._tokenizer),
             pad_token_id=self.pad_token_id,
-            stop=StopStrings(self._tokenizer, settings.until) if settings.until else None,
-            generator=self._seeded_generator(doc_ids[0]) if settings.do_sample else None,
+            generators=[self._seeded_generator(d) for d in doc_ids] if settings.do_sample else None,
             track_entropy=self.telemetry is not None,
         )
         peak = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
@@ -293,12 +268,11 @@ class Qwen2_5_VL_VReason(lmms):
         doc_ids: Sequence[int],
         peak: float | None,
     ) -> list[GenerationResult]:
-        stopper = StopStrings(self._tokenizer, settings.until)
         mask = inputs.get("attention_mask")
         results = []
         for b, ids in enumerate(out.sequences):
             text = self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            text = stopper.cut(text)
+            text = cut_at_stop_strings(text, settings.until)
             n_in = int(mask[b].sum()) if mask is not None else int(inputs["input_ids"].shape[1])
             results.append(
                 GenerationResult(

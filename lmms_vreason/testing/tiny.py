@@ -9,7 +9,7 @@ a seed. Two vocabularies:
   where vocabulary size matters (entropy over the full vocabulary, the decode benchmark).
 * ``small``: 256 byte-level tokens plus the same special tokens (fast tests).
 
-Usage: ``python -m lmms_vreason.tiny DIR [--vocab small|real] [--seed 0] [--layers 4]``.
+Usage: ``python -m lmms_vreason.testing.tiny DIR [--vocab small|real] [--seed 0] [--layers 4]``.
 """
 
 from __future__ import annotations
@@ -257,7 +257,9 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lmms_vreason.tiny", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lmms_vreason.testing.tiny", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("out_dir", help="directory to write the checkpoint to")
     parser.add_argument("--vocab", choices=("small", "real"), default="small")
     parser.add_argument("--seed", type=int, default=0)

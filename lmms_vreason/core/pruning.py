@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from lmms_vreason.config import NormScope
-from lmms_vreason.controller import scope_norm
-from lmms_vreason.ragged import PAD, cache_index, packed_positions, position_flags
+from lmms_vreason.core.controller import scope_norm
+from lmms_vreason.core.ragged import PAD, cache_index, packed_positions, position_flags
+from lmms_vreason.core.settings import NormScope
 
 
 @dataclass
@@ -27,7 +27,7 @@ class PrunedCache:
     different numbers of cache positions. The pruned cache has the longest sample's length; shorter
     samples start with padding slots (which copy position 0 and are masked out of attention), the
     way a left-padded batch starts with pad tokens. Per-sample position lists are right-padded with
-    :data:`lmms_vreason.ragged.PAD`.
+    :data:`lmms_vreason.core.ragged.PAD`.
 
     Attributes:
         keep_index: original cache position held by every slot of the pruned cache, ``[B, L']``

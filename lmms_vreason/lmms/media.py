@@ -2,7 +2,7 @@
 
 Frames are read by qwen-vl-utils (decord backend) exactly as lmms-eval's own ``qwen2_5_vl`` backend
 does, so both backends see the same pixels. A missing or undecodable file raises
-:class:`~lmms_vreason.errors.MediaError` naming the file; the backend turns that into a failed
+:class:`~lmms_vreason.lmms.media.MediaError` naming the file; the backend turns that into a failed
 sample and carries on.
 
 One departure from the built-in backend: qwen-vl-utils refuses a video that has fewer frames than
@@ -20,7 +20,10 @@ from typing import Any
 
 from loguru import logger
 
-from lmms_vreason.errors import MediaError
+
+class MediaError(RuntimeError):
+    """A sample's video (or image) is missing or cannot be decoded."""
+
 
 # qwen-vl-utils' message when a video has fewer frames than ``nframes`` asks for.
 _TOO_FEW_FRAMES = "nframes should in interval"

@@ -1,0 +1,175 @@
+"""The backend's model arguments (``--model_args``): one declarative schema, validated at start-up.
+
+:class:`BackendArgs` is the V-Reason settings of the method (:class:`VReasonSettings`, same names
+and defaults) plus what the lmms-eval backend needs to load a model and read videos. It is the one
+definition the backend, the README's argument table, experiment configs (``model_configs/``) and the
+launcher use. No torch import: a bad config fails in milliseconds, before anything loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+from pydantic import AliasChoices, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+
+from lmms_vreason.core.settings import VReasonSettings, validation_message
+
+BACKEND_NAME = "qwen2_5_vl_vreason"
+
+AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
+DType = Literal["bfloat16", "float16", "float32", "float64"]
+
+
+class ArgumentError(ValueError):
+    """A model argument is unknown, ill-typed or out of range. Raised before any model loads."""
+
+
+class BackendArgs(VReasonSettings):
+    """Validated model arguments of the ``qwen2_5_vl_vreason`` backend (the README table is built from this)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+    pretrained: str = Field(
+        "Qwen/Qwen2.5-VL-7B-Instruct", description="HF id or local dir of a Qwen2.5-VL model"
+    )
+    device: str = Field("cuda", description="device for the model and inputs (cuda, cuda:N, cpu)")
+    device_map: str | None = Field(
+        None, description="accelerate device map; 'auto' shards a large model over all GPUs"
+    )
+    attn_implementation: AttnImplementation | None = Field(None, description="attention kernel")
+    dtype: DType = Field("bfloat16", description="model weights dtype")
+    max_pixels: int = Field(
+        128 * 28 * 28, ge=1, description="max pixels per video frame (paper: 128*28*28 or 256*28*28)"
+    )
+    min_pixels: int = Field(16 * 28 * 28, ge=1, description="min pixels per video frame")
+    nframes: int | None = Field(
+        32,
+        ge=2,
+        validation_alias=AliasChoices("nframes", "max_num_frames"),
+        description="frames sampled uniformly per video (paper: 32 or 16)",
+    )
+    fps: float | None = Field(
+        None,
+        gt=0,
+        description="sample frames at this rate instead of a fixed count (not the paper's protocol)",
+    )
+    system_prompt: str | None = Field(None, description="system prompt; default: the chat template's own")
+    batch_size: int = Field(
+        1,
+        ge=1,
+        description="requests decoded together, each with its own ΔV and optimiser (CLI: `--batch_size`)",
+    )
+    seed: int = Field(
+        0, description="seed of the sampler's random generator (reset per request for reproducibility)"
+    )
+    telemetry: bool = Field(False, description="write per-sample entropy/EMA/alpha/timing rows as JSONL")
+    telemetry_dir: str | None = Field(
+        None, description="where telemetry JSONL goes; default: the run's --output_path"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names_once(cls, raw: Any) -> Any:
+        """Unknown names fail naming the valid ones; two names for one argument are refused."""
+        if not isinstance(raw, Mapping):
+            return raw
+        raw = {k: v for k, v in raw.items() if k not in HOST_ARGS}
+        unknown = sorted(k for k in raw if k not in _NAME_OF)
+        if unknown:
+            raise ValueError(
+                f"unknown model argument(s) {', '.join(unknown)} for {BACKEND_NAME}; "
+                f"valid: {', '.join(valid_argument_names())}"
+            )
+        seen: dict[str, str] = {}
+        for key in raw:
+            name = _NAME_OF[key]
+            if name in seen:
+                raise ValueError(f"model arguments {seen[name]} and {key} set the same thing ({name})")
+            seen[name] = key
+        if "fps" in raw and raw["fps"] is not None:
+            if "nframes" in seen:
+                raise ValueError("set either nframes (max_num_frames) or fps, not both")
+            raw = {**raw, "nframes": None}
+        return raw
+
+    @model_validator(mode="after")
+    def _pixels_in_order(self) -> BackendArgs:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) > max_pixels ({self.max_pixels})")
+        return self
+
+    @property
+    def vreason_settings(self) -> VReasonSettings:
+        """The method's settings alone (what the decode loop takes)."""
+        return VReasonSettings(**{name: getattr(self, name) for name in VReasonSettings.model_fields})
+
+
+# Arguments lmms-eval itself passes to every backend (``additional_config``); accepted and ignored
+# only when they carry no meaning here.
+HOST_ARGS: frozenset[str] = frozenset({"max_batch_size"})
+CLI_CONFIG_KEYS: frozenset[str] = frozenset({"batch_size", "max_batch_size", "device"})
+"""What lmms-eval's command line passes to every backend itself (``--batch_size``, ...)."""
+
+
+def _names(name: str, field: FieldInfo) -> tuple[str, ...]:
+    alias = field.validation_alias
+    return tuple(alias.choices) if isinstance(alias, AliasChoices) else (name,)  # type: ignore[arg-type]
+
+
+_NAME_OF: dict[str, str] = {
+    accepted: name for name, field in BackendArgs.model_fields.items() for accepted in _names(name, field)
+}
+
+
+def valid_argument_names() -> list[str]:
+    """Every accepted model argument name, aliases included, sorted."""
+    return sorted(_NAME_OF)
+
+
+def merge_host_config(model_args: dict[str, Any], host_config: dict[str, Any]) -> dict[str, Any]:
+    """``--model_args`` plus what lmms-eval passes itself (``--batch_size``, ``--device``, ...).
+
+    lmms-eval always passes ``batch_size`` (default 1), so the same key in ``--model_args`` would
+    otherwise die in a bare ``TypeError``; name the option to use instead.
+    """
+    host = {k: v for k, v in host_config.items() if v is not None}
+    clashes = sorted(set(model_args) & set(host))
+    if clashes:
+        options = ", ".join(f"--{k}" for k in clashes)
+        raise ArgumentError(
+            f"{', '.join(clashes)}: set with lmms-eval's {options} on the command line, not in --model_args"
+        )
+    return {**model_args, **host}
+
+
+def parse_model_args(raw: Mapping[str, Any]) -> BackendArgs:
+    """Validate and type the backend's model arguments; unknown names fail naming the valid ones.
+
+    ``raw`` is what lmms-eval passes to the constructor (``--model_args`` parsed, plus its
+    ``batch_size``/``device``/``max_batch_size``), or a ``model_args`` mapping from a config file.
+    """
+    try:
+        return BackendArgs.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ArgumentError(validation_message(exc, "model argument")) from None
+
+
+def model_args_markdown() -> str:
+    """The README's table of model arguments (a test keeps the README equal to this)."""
+    rows = ["| argument | default | what it does |", "|---|---|---|"]
+    method = set(VReasonSettings.model_fields)
+    fields = BackendArgs.model_fields
+    ordered = [n for n in fields if n not in method] + [n for n in fields if n in method]
+    for name in ordered:
+        field = fields[name]
+        names = " / ".join(f"`{n}`" for n in _names(name, field))
+        default = field.default
+        shown = "—" if default is None else str(default).lower() if isinstance(default, bool) else default
+        choices = [c for c in get_args(field.annotation) if isinstance(c, str)]
+        for arg in get_args(field.annotation):  # Literal[...] | None
+            choices += [c for c in get_args(arg) if isinstance(c, str)]
+        extra = f" ({', '.join(choices)})" if choices else ""
+        rows.append(f"| {names} | `{shown}` | {field.description}{extra} |")
+    return "\n".join(rows) + "\n"
