@@ -24,3 +24,4 @@ def test_quickstart_has_an_install_and_a_test_command_and_ci_runs_them():
         assert block is not None and must in block.group(1)
     ci = (ROOT / ".ci" / "run").read_text()
     assert "readme_command install" in ci and "readme_command test" in ci
+    assert "pytest -q -m slow" in ci  # the end-to-end runs the default (fast) suite deselects

@@ -117,7 +117,7 @@ def test_docs_carry_the_prompt_and_the_video(tasks: dict, bench: Path) -> None:
 
 # ------------------------------------------------------------------------------------ Table 1 averages
 
-# SPEC §4 (the paper's Table 1): the seven numbers (VSI Acc, VSI MRA, VideoMMMU, MMVU, MVBench,
+# docs/method.md §4 (the paper's Table 1): the seven numbers (VSI Acc, VSI MRA, VideoMMMU, MMVU, MVBench,
 # TempCompass, VideoMME), then Avg and Avg (wo mra).
 TABLE1_ROWS = {
     "Qwen2.5-VL-7B": ((33.8, 22.3, 45.8, 61.3, 60.7, 72.4, 53.7), 50.0, 54.6),

@@ -64,7 +64,7 @@ def test_min_p_and_top_h_run_with_vreason_on_raw_entropy(tiny_model, tiny_inputs
         probe=rec,
     )
     assert len(out.sequences[0]) == 12 and int(out.stats.opt_steps[0]) == 6
-    # The objective sees the raw distribution, not the warped one (SPEC §1.3).
+    # The objective sees the raw distribution, not the warped one (docs/method.md §1.3).
     np.testing.assert_allclose(
         out.stats.entropy[0].numpy(), [_numpy_entropy(lg) for lg in rec.logits], rtol=1e-5
     )

@@ -1,4 +1,4 @@
-"""The value-cache controller ΔV (SPEC §1.1-1.2, §1.6) and the cache layer that applies it.
+"""The value-cache controller ΔV (docs/method.md §1.1-1.2, §1.6) and the cache layer that applies it.
 
 ΔV lives on the last decoder layer's value cache at the video positions only. The cache keeps the
 *controlled* values ``V_new = (V + ΔV) * ||V_ref|| / ||V + ΔV||`` in its video slice (rewritten after
@@ -36,7 +36,7 @@ def scope_norm(values: torch.Tensor, scope: NormScope) -> torch.Tensor:
 class ValueController:
     """ΔV for a batch of samples, each with its own AdamW state; one instance per batch.
 
-    Every sample has its own ΔV leaf tensor, so "one optimiser per sample" (SPEC §1.6) holds
+    Every sample has its own ΔV leaf tensor, so "one optimiser per sample" (docs/method.md §1.6) holds
     exactly inside a batch: a sample whose step is skipped (non-finite entropy or gradient, or
     already finished) keeps its ΔV, moments and step count, while the others update. The AdamW
     over the per-sample leaves still runs as one multi-tensor step.
@@ -62,7 +62,7 @@ class ValueController:
         reference_norm: torch.Tensor | None = None,
     ) -> None:
         self.config = config
-        # float32 for every real model (bf16/fp16/fp32), as SPEC §1 asks; float64 for a float64 model
+        # float32 for every real model (bf16/fp16/fp32), as docs/method.md §1 asks; float64 for a float64 model
         # so the gradient can be checked against float64 autograd at 1e-8.
         state_dtype = torch.promote_types(video_values.dtype, torch.float32)
         device = video_values.device

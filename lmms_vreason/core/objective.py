@@ -1,4 +1,4 @@
-"""The entropy objective of V-Reason (SPEC §1.3-1.5): entropy, its EMA, and the switch coefficient α.
+"""The entropy objective of V-Reason (docs/method.md §1.3-1.5): entropy, its EMA, and the switch coefficient α.
 
 Everything is per sample (leading batch dimension) and stays on the device: the decode loop never
 waits on the host for these values, they are read back once per sample for telemetry.
@@ -15,7 +15,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of ``softmax(logits)`` over the last dimension, in at least float32.
 
     Always computed from the model's raw logits, before temperature or any other processor, so the
-    objective does not depend on the sampler (SPEC §1.3). Differentiable. A float64 model keeps
+    objective does not depend on the sampler (docs/method.md §1.3). Differentiable. A float64 model keeps
     float64 (that is what lets the gradient tests demand 1e-8 agreement).
     """
     logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)

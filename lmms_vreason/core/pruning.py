@@ -1,4 +1,4 @@
-"""V-Reason (Lite) pruning (SPEC §2, Algorithm 2): drop low value-norm video tokens from the KV cache.
+"""V-Reason (Lite) pruning (docs/method.md §2, Algorithm 2): drop low value-norm video tokens from the KV cache.
 
 After prefill, every video token is scored by the mean L2 norm of its value vectors over all layers
 and KV heads; the top ``keep_ratio`` per sample stay, the rest leave the keys and values of **all**
