@@ -54,3 +54,8 @@ MEDIA_ERROR_PREFIX = "[vreason media error] "
 The backend returns it (followed by the reason, naming the file) instead of failing the run; the
 task pack scores such a sample as wrong and counts it in ``media_error_rate``.
 """
+
+NUMERIC_ERROR_PREFIX = "[vreason numeric error] "
+"""A response that starts with this marks a sample whose logits became NaN/inf (broken weights, a
+dtype overflow): decoding stopped there. Scored as wrong and counted in ``numeric_error_rate``."""
+NUMERIC_ERROR_METRIC = "numeric_error_rate"

@@ -62,6 +62,7 @@ class TelemetryWriter:
     """Appends :class:`SampleTrace` rows to this rank's JSONL file, flushing each line."""
 
     def __init__(self, directory: str | Path, rank: int = 0) -> None:
+        self.rank = rank
         self.path = Path(directory) / f"vreason_telemetry_rank{rank}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
 

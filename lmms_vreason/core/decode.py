@@ -5,8 +5,9 @@ positions, cache, processors, stopping and draw). The loop knows positions, the 
 and stopping; everything V-Reason does (pruning, entropy, backward, AdamW) happens in a
 :class:`~lmms_vreason.core.stepper.Stepper` it calls at three fixed points of a step.
 
-Host synchronisation: one small device-to-host copy per step (the sampled tokens, the stop flags
-and, on optimising steps, the finite flags), which stopping needs anyway.
+Host synchronisation: one small device-to-host copy per step (the sampled tokens, the stop flags,
+the non-finite-logits flags and, on optimising steps, the finite-gradient flags), which stopping
+needs anyway.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ class DecodeProbe(GradientProbe, Protocol):
 
 @dataclass
 class DecodeStats(StepRecord):
-    """Per-sample dynamics (see :class:`StepRecord`) plus the call's wall-clock split."""
+    """Per-sample dynamics (see :class:`StepRecord`), numeric failures and the wall-clock split.
 
+    ``nonfinite_step``: the first step whose logits held NaN/inf, per sample (0: none). Such a
+    sample stops there (nothing can be sampled from NaN) and the tokens it produced before are kept.
+    """
+
+    nonfinite_step: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     prefill_s: float = 0.0
     decode_s: float = 0.0
 
@@ -175,23 +181,30 @@ def decode(
     finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
     sequences: list[list[int]] = [[] for _ in range(batch)]
     active = [True] * batch
+    nonfinite_step = torch.zeros(batch, dtype=torch.long)
     prefill_s, decode_started = 0.0, started
 
     for step in range(1, max_new + 1):
         if probe is not None:
             probe.on_logits(step, logits.detach().clone())
         finite_flags = stepper.after_logits(step, logits)
-        tokens = torch.where(finished, pad_token_id, sampler(ids, logits.detach()))
+        broken = ~torch.isfinite(logits.detach()).all(dim=-1)  # NaN/inf weights or inputs: stop there
+        usable = torch.where(broken[:, None], 0.0, logits.detach())
+        tokens = torch.where(finished | broken, pad_token_id, sampler(ids, usable))
         ids = torch.cat([ids, tokens[:, None]], dim=-1)
+        finished = finished | broken
         if stopping:
             finished = finished | stopping(ids[:, prompt_len:], logits)
-        token_list, stopped, finite = _to_host(tokens, finished, finite_flags)
+        token_list, stopped, failed, finite = _to_host(tokens, finished, broken, finite_flags)
         if step == 1:
             prefill_s, decode_started = time.perf_counter() - started, time.perf_counter()
         stepper.after_sync(step, finite, active)
         for b in range(batch):
             if active[b]:
-                sequences[b].append(token_list[b])
+                if failed[b]:
+                    nonfinite_step[b] = step
+                else:
+                    sequences[b].append(token_list[b])
                 active[b] = not stopped[b]
         if not any(active) or step == max_new:
             break
@@ -204,5 +217,10 @@ def decode(
     if ids.device.type == "cuda":
         torch.cuda.synchronize(ids.device)
     record = stepper.record(step)
-    stats = DecodeStats(**vars(record), prefill_s=prefill_s, decode_s=time.perf_counter() - decode_started)
+    stats = DecodeStats(
+        **vars(record),
+        nonfinite_step=nonfinite_step,
+        prefill_s=prefill_s,
+        decode_s=time.perf_counter() - decode_started,
+    )
     return DecodeOutput(sequences, stats, pruned=stepper.pruned, controller=stepper.controller)

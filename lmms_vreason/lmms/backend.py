@@ -23,12 +23,13 @@ from lmms_eval.protocol import ChatMessages
 from loguru import logger
 from tqdm import tqdm
 
-from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX
+from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX, NUMERIC_ERROR_PREFIX
 from lmms_vreason.core.decode import DecodeOutput, decode
 from lmms_vreason.core.sampling import cut_at_stop_strings, stopping_criteria
 from lmms_vreason.core.settings import GenerationSettings
 from lmms_vreason.lmms.args import ArgumentError, merge_host_config, parse_model_args
 from lmms_vreason.lmms.media import FrameSettings, MediaError, load_visuals
+from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
 from lmms_vreason.telemetry import SampleTrace, TelemetryWriter
 
@@ -38,16 +39,6 @@ _DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
 }
-
-
-def output_path_from_argv(argv: Sequence[str]) -> str | None:
-    """The ``--output_path`` of the running lmms-eval command, if any."""
-    for i, arg in enumerate(argv):
-        if arg == "--output_path" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--output_path="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 class Qwen2_5_VL_VReason(lmms):
@@ -68,19 +59,25 @@ class Qwen2_5_VL_VReason(lmms):
         args = self.args = parse_model_args(kwargs)
         self.vreason = args.vreason_settings
         self.batch_size_per_gpu = args.batch_size
-        self.telemetry_dir = args.telemetry_dir or output_path_from_argv(sys.argv)
+        # lmms-eval writes its outputs only after generating everything: find out now that it can.
+        output_path = running_output_path(sys.argv)
+        if output_path is not None:
+            check_writable(output_path)
+        self.telemetry_dir = args.telemetry_dir or output_path
         if args.telemetry and not self.telemetry_dir:
             raise ArgumentError("telemetry=true needs telemetry_dir=... or lmms-eval's --output_path")
+        if args.telemetry:
+            check_writable(self.telemetry_dir, "telemetry_dir")
 
         from accelerate import Accelerator
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         accelerator = Accelerator()
         self.accelerator = accelerator
-        if accelerator.num_processes > 1:
-            self._device = torch.device(f"cuda:{accelerator.local_process_index}")
+        if accelerator.num_processes > 1:  # data parallel: one model per process, where accelerate puts it
+            self._device = accelerator.device
             device_map: Any = str(self._device)
-            self._rank, self._world_size = accelerator.local_process_index, accelerator.num_processes
+            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
         else:
             self._device = torch.device(args.device)
             device_map = args.device_map or args.device
@@ -102,12 +99,20 @@ class Qwen2_5_VL_VReason(lmms):
         pad = self._tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
-        self.telemetry = (
-            TelemetryWriter(self.telemetry_dir, self._rank) if args.telemetry and self.telemetry_dir else None
-        )
+        self._telemetry: TelemetryWriter | None = None
         self.media_failures = 0
+        self.numeric_failures = 0
         if self._rank == 0:
             logger.info(f"qwen2_5_vl_vreason: {self.vreason} frames={self.frames}")
+
+    @property
+    def telemetry(self) -> TelemetryWriter | None:
+        """This rank's telemetry file, opened on first use: lmms-eval sets the rank after construction."""
+        if not self.args.telemetry or self.telemetry_dir is None:
+            return None
+        if self._telemetry is None or self._telemetry.rank != self.rank:
+            self._telemetry = TelemetryWriter(self.telemetry_dir, self.rank)
+        return self._telemetry
 
     # lmms-eval's model interface -------------------------------------------------------------
     @property
@@ -237,6 +242,11 @@ class Qwen2_5_VL_VReason(lmms):
             logger.warning(
                 f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)"
             )
+        if self.numeric_failures:
+            logger.warning(
+                f"{self.numeric_failures} sample(s) failed: the model produced NaN/inf logits "
+                f"(responses start with {NUMERIC_ERROR_PREFIX.strip()!r}; check the weights and dtype)"
+            )
         return collator.get_original(results)
 
     def _generate_one(
@@ -253,9 +263,7 @@ class Qwen2_5_VL_VReason(lmms):
         logger.error(f"[{task} doc {doc_id}] sample failed: {exc}")
         if self.telemetry is not None:
             self.telemetry.write(
-                SampleTrace(
-                    task=task, doc_id=int(doc_id), rank=self._rank, run=self.run_label, error=str(exc)
-                )
+                SampleTrace(task=task, doc_id=int(doc_id), rank=self.rank, run=self.run_label, error=str(exc))
             )
         return GenerationResult(text=f"{MEDIA_ERROR_PREFIX}{exc}", token_counts=TokenCounts(output_tokens=0))
 
@@ -273,6 +281,12 @@ class Qwen2_5_VL_VReason(lmms):
         for b, ids in enumerate(out.sequences):
             text = self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             text = cut_at_stop_strings(text, settings.until)
+            error = None
+            if int(out.stats.nonfinite_step[b]):
+                self.numeric_failures += 1
+                error = f"non-finite logits (NaN/inf) at decoding step {int(out.stats.nonfinite_step[b])}"
+                logger.error(f"[{tasks[b]} doc {doc_ids[b]}] sample failed: {error}")
+                text = f"{NUMERIC_ERROR_PREFIX}{error}"
             n_in = int(mask[b].sum()) if mask is not None else int(inputs["input_ids"].shape[1])
             results.append(
                 GenerationResult(
@@ -280,7 +294,9 @@ class Qwen2_5_VL_VReason(lmms):
                 )
             )
             if self.telemetry is not None:
-                self.telemetry.write(self._trace(out, b, tasks[b], doc_ids[b], n_in, len(ids), peak))
+                trace = self._trace(out, b, tasks[b], doc_ids[b], n_in, len(ids), peak)
+                trace.error = error
+                self.telemetry.write(trace)
         return results
 
     def _trace(
@@ -290,7 +306,7 @@ class Qwen2_5_VL_VReason(lmms):
         return SampleTrace(
             task=task,
             doc_id=int(doc_id),
-            rank=self._rank,
+            rank=self.rank,
             run=self.run_label,
             vreason=self.vreason.controls,
             lite=self.vreason.prunes,
