@@ -1,22 +1,25 @@
-"""Per-sample telemetry rows, written as JSONL beside lmms-eval's outputs.
+"""Per-sample rows the backend writes as JSONL beside lmms-eval's outputs.
 
-lmms-eval only records token counts; the paper's figures need the entropy dynamics and costs of
-every sample. The decode loop already holds these values on the device; they are copied to the
-host once per sample (never per token), and only when telemetry is on.
-
-File layout: ``<dir>/vreason_telemetry_rank<R>.jsonl``, one :class:`SampleTrace` per line.
+* Telemetry (``telemetry=true``): lmms-eval only records token counts; the paper's figures need the
+  entropy dynamics and costs of every sample. The decode loop already holds these values on the
+  device; they are copied to the host once per sample (never per token).
+  ``<dir>/vreason_telemetry_rank<R>.jsonl``, one :class:`SampleTrace` per line.
+* lr-grid responses (``lr_grid=...``): lmms-eval scores one response per request (the grid's first
+  lr); every lr's response goes to ``<dir>/vreason_lr_grid_rank<R>.jsonl``, one
+  :class:`GridResponse` per line, for ``vreason grid-score`` to score with the tasks' own code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 TELEMETRY_GLOB = "vreason_telemetry_rank*.jsonl"
+GRID_RESPONSES_GLOB = "vreason_lr_grid_rank*.jsonl"
 
 
 @dataclass
@@ -80,3 +83,41 @@ def read_traces(path: str | Path) -> Iterator[SampleTrace]:
             for line in fh:
                 if line.strip():
                     yield SampleTrace.from_dict(json.loads(line))
+
+
+@dataclass
+class GridResponse:
+    """One request's response at one learning rate of an lr grid."""
+
+    task: str
+    doc_id: int
+    lr: float
+    response: str
+    output_tokens: int = 0
+    opt_steps: int = 0
+    skipped_steps: int = 0
+    rank: int = 0
+    run: str = ""
+    error: str | None = None
+
+
+class GridResponseWriter:
+    """Appends :class:`GridResponse` rows to this rank's lr-grid file."""
+
+    def __init__(self, directory: str | Path, rank: int = 0) -> None:
+        self.rank = rank
+        self.path = Path(directory) / f"vreason_lr_grid_rank{rank}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write_all(self, rows: Iterable[GridResponse]) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(dataclasses.asdict(row)) + "\n" for row in rows)
+
+
+def read_grid_responses(directory: str | Path) -> list[GridResponse]:
+    """Every lr-grid row under a run folder (all ranks)."""
+    rows = []
+    for file in sorted(Path(directory).rglob(GRID_RESPONSES_GLOB)):
+        with file.open(encoding="utf-8") as fh:
+            rows += [GridResponse(**json.loads(line)) for line in fh if line.strip()]
+    return rows

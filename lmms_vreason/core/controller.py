@@ -52,6 +52,7 @@ class ValueController:
         reference_norm: ``||V_ref||`` in the scope's shape; the norm of the unpruned video block
             (Lite) or ``None`` to use the norm of ``video_values`` (full V-Reason, Eq. 1).
         config: hyperparameters (lr, grad_clip, norm_scope).
+        lrs: one learning rate per sample (an lr grid decoded as one batch); default ``config.lr``.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class ValueController:
         positions: torch.Tensor,
         config: VReasonSettings,
         reference_norm: torch.Tensor | None = None,
+        lrs: Sequence[float] | None = None,
     ) -> None:
         self.config = config
         # float32 for every real model (bf16/fp16/fp32), as docs/method.md §1 asks; float64 for a float64 model
@@ -78,7 +80,16 @@ class ValueController:
         self.deltas = [
             torch.zeros_like(self.base[i : i + 1], requires_grad=True) for i in range(len(self.base))
         ]
-        self.optimizer = torch.optim.AdamW(self.deltas, lr=config.lr, weight_decay=0.0)
+        self.lrs = tuple(lrs) if lrs is not None else (config.lr,) * len(self.deltas)
+        if len(self.lrs) != len(self.deltas):
+            raise ValueError(f"{len(self.lrs)} learning rates for {len(self.deltas)} samples")
+        # One parameter group per distinct lr (one group in a plain batch, one per lr in a grid).
+        groups: dict[float, list[torch.Tensor]] = {}
+        for lr, delta in zip(self.lrs, self.deltas, strict=True):
+            groups.setdefault(lr, []).append(delta)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": params, "lr": lr} for lr, params in groups.items()], weight_decay=0.0
+        )
 
     @property
     def delta(self) -> torch.Tensor:

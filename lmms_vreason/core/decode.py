@@ -67,6 +67,16 @@ class Prompt:
     positions: torch.Tensor
     prefill_inputs: dict[str, torch.Tensor]
 
+    def repeat_rows(self, repeats: int) -> Prompt:
+        """Every sample ``repeats`` times in a row (after the prefill: the pixels are no longer needed)."""
+        mask = self.attention_mask
+        return Prompt(
+            self.input_ids.repeat_interleave(repeats, dim=0),
+            None if mask is None else mask.repeat_interleave(repeats, dim=0),
+            self.positions.repeat_interleave(repeats, dim=1),
+            {},
+        )
+
 
 def prepare(adapter: ModelAdapter, inputs: Mapping[str, Any]) -> Prompt:
     """Move the processor outputs to the device and build the prefill positions.
@@ -129,6 +139,13 @@ def make_stepper(
     )
 
 
+def _copy(generator: torch.Generator) -> torch.Generator:
+    """An independent generator in the same state (every row of an lr grid draws as its run would)."""
+    copy = torch.Generator(device=generator.device)
+    copy.set_state(generator.get_state())
+    return copy
+
+
 def _to_host(*flags: torch.Tensor | None) -> list[list[int]]:
     """The step's one device-to-host copy: several ``[B]`` tensors in one transfer."""
     present = [f for f in flags if f is not None]
@@ -157,7 +174,8 @@ def decode(
         adapter: the model family's adapter.
         inputs: processor output (``input_ids``, ``attention_mask``, pixel values, grids, ...).
         settings: sampler settings and the token budget.
-        vreason: controller/pruning settings; ``None`` runs the plain loop.
+        vreason: controller/pruning settings; ``None`` runs the plain loop. With an ``lr_grid``, every
+            request is decoded once per learning rate (rows ``b * G + g``), after one prefill.
         stopping: per-sample stop criteria (EOS, stop strings), applied to the generated ids.
         pad_token_id: filler for samples that already stopped (batch decoding).
         generators: one random generator per sample for sampled decoding (``None``: torch's global one).
@@ -166,13 +184,16 @@ def decode(
     """
     started = time.perf_counter()
     prompt = prepare(adapter, inputs)
-    batch, prompt_len = prompt.input_ids.shape
     max_new = settings.max_new_tokens
     cache = adapter.new_cache()
     logits = prefill(adapter, prompt, cache)
     stepper = make_stepper(
         adapter, prompt, cache, vreason, max_new_tokens=max_new, track_entropy=track_entropy, probe=probe
     )
+    if (rows := stepper.rows_per_request) > 1:  # an lr grid: each request's rows continue side by side
+        prompt, logits = prompt.repeat_rows(rows), logits.repeat_interleave(rows, dim=0)
+        generators = None if generators is None else [_copy(g) for g in generators for _ in range(rows)]
+    batch, prompt_len = prompt.input_ids.shape
     mask = stepper.attention_mask
     positions = prompt.positions[..., -1:]
     sampler = TokenSampler(settings, generators)

@@ -8,6 +8,7 @@ and attend over the shorter cache, so pruning equals masking the dropped positio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -53,6 +54,15 @@ class PrunedCache:
     attention_mask: torch.Tensor | None
     kv_bytes_before: int
     kv_bytes_after: int
+
+    def repeat_rows(self, repeats: int) -> PrunedCache:
+        """Every sample's record repeated ``repeats`` times in a row (its cache copied for an lr grid)."""
+        changes = {
+            f.name: getattr(self, f.name).repeat_interleave(repeats, dim=0)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(self, **changes)
 
 
 def cache_bytes(cache: DynamicCache) -> int:

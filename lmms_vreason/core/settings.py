@@ -19,6 +19,15 @@ NormScope = Literal["block", "head", "token"]
 
 DEFAULT_MAX_NEW_TOKENS = 1024
 
+PAPER_LR_GRID: tuple[float, ...] = (5e-5, 1e-4, 1.5e-4, 2e-4, 2.5e-4, 3e-4, 3.5e-4, 4e-4, 4.5e-4, 5e-4)
+"""The 10 learning rates "from 5e-5 to 5e-4" of App. B, as we read them (docs/method.md §3)."""
+
+
+def lr_label(lr: float) -> str:
+    """``0.00015`` -> ``1.5e-4``: how a learning rate is spelled in run and folder names."""
+    mantissa, exponent = f"{lr:.6e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
 
 def validation_message(error: ValidationError, what: str) -> str:
     """One line per problem, naming the setting and the value given: ``{what} lr='fast': ...``."""
@@ -54,6 +63,52 @@ class VReasonSettings(BaseModel):
     lite: bool = Field(False, description="V-Reason (Lite): prune low-value-norm video tokens after prefill")
     keep_ratio: float = Field(0.5, gt=0, le=1, description="share of video tokens kept by Lite")
     prune_only: bool = Field(False, description="Lite pruning without controller or rescale (Table 8)")
+    lr_grid: tuple[float, ...] | None = Field(
+        None,
+        description=(
+            "decode every request once per lr in one batch after one prefill: `paper` (the paper's "
+            "10 lrs, 5e-5..5e-4) or lrs joined by `:`; lmms-eval scores the first lr, every lr's "
+            "response goes to `vreason_lr_grid_rank*.jsonl` (`vreason grid-score` scores them all)"
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_sets_the_lr(cls, data: Any) -> Any:
+        """``lr_grid=paper`` or ``lr_grid=1e-4:3e-4``; the grid's first lr is the run's ``lr``."""
+        if not isinstance(data, Mapping) or data.get("lr_grid") is None:
+            return data
+        grid = data["lr_grid"]
+        if isinstance(grid, str):
+            text = grid.strip()
+            try:
+                grid = PAPER_LR_GRID if text == "paper" else tuple(float(p) for p in text.split(":") if p)
+            except ValueError:
+                raise ValueError(
+                    f"lr_grid must be 'paper' or learning rates joined by ':', got {text!r}"
+                ) from None
+        elif isinstance(grid, (int, float)):
+            grid = (grid,)
+        grid = tuple(grid)
+        if not grid:
+            return data  # the field validator names the problem
+        if data.get("lr") is not None and float(data["lr"]) != float(grid[0]):
+            raise ValueError(
+                f"lr={data['lr']} and lr_grid={grid} disagree: with a grid, lr is the grid's first lr "
+                "(the one lmms-eval scores); drop lr"
+            )
+        return {**data, "lr_grid": grid, "lr": grid[0]}
+
+    @field_validator("lr_grid")
+    @classmethod
+    def _grid_values(cls, grid: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if grid is None:
+            return None
+        if not grid or any(not (lr > 0 and lr < float("inf")) for lr in grid):
+            raise ValueError(f"lr_grid needs one or more finite learning rates > 0, got {grid}")
+        if len(set(grid)) != len(grid):
+            raise ValueError(f"lr_grid repeats a learning rate: {grid}")
+        return grid
 
     @model_validator(mode="after")
     def _modes_agree(self) -> VReasonSettings:
@@ -61,7 +116,14 @@ class VReasonSettings(BaseModel):
             raise ValueError("prune_only=true runs no controller: set vreason=false (or drop prune_only)")
         if self.prune_only and not self.lite:
             raise ValueError("prune_only=true needs lite=true (it is pruning without the controller)")
+        if self.lr_grid is not None and not self.vreason:
+            raise ValueError("lr_grid needs vreason=true (the learning rate only matters to the controller)")
         return self
+
+    @property
+    def learning_rates(self) -> tuple[float, ...]:
+        """The lrs every request is decoded with: the grid, or the one ``lr``."""
+        return self.lr_grid if self.lr_grid is not None else (self.lr,)
 
     @property
     def controls(self) -> bool:

@@ -59,6 +59,8 @@ class Stepper:
 
     controller: ValueController | None = None
     pruned: PrunedCache | None = None
+    rows_per_request: int = 1
+    """Rows the loop decodes per request: 1, or the size of the lr grid (every lr decoded side by side)."""
 
     def __init__(
         self, max_new_tokens: int, video_counts: torch.Tensor, attention_mask: torch.Tensor | None
@@ -100,8 +102,10 @@ class Stepper:
 class VReasonStepper(Stepper):
     """V-Reason, V-Reason (Lite), Lite pruning alone, or entropy tracking alone (telemetry).
 
-    Built right after the prefill: prunes the cache (Lite), puts the controller on the last layer's
-    values at the (kept) video positions, and keeps the entropy/EMA/α record on the device.
+    Built right after the prefill: prunes the cache (Lite), copies every request's cache once per
+    learning rate of an lr grid (so the grid costs one prefill and one pruning), puts the controller
+    on the last layer's values at the (kept) video positions with each row's own lr, and keeps the
+    entropy/EMA/α record on the device.
     """
 
     def __init__(
@@ -115,21 +119,32 @@ class VReasonStepper(Stepper):
         track_entropy: bool,
         probe: GradientProbe | None = None,
     ) -> None:
-        super().__init__(max_new_tokens, (video_positions != PAD).sum(dim=1).cpu(), attention_mask)
-        batch = self.batch
-        self.settings = settings
-        self.probe = probe
-        self.layer = controlled_layer(cache)
+        video_counts = (video_positions != PAD).sum(dim=1).cpu()
         has_video = video_positions.shape[1] > 0
+        pruned = None
         if settings.prunes and has_video:
-            self.pruned = prune_video_tokens(
+            pruned = prune_video_tokens(
                 cache,
                 video_positions,
                 settings.keep_ratio,
                 attention_mask=attention_mask,
                 scope=settings.norm_scope,
             )
-            self.attention_mask = self.pruned.attention_mask
+            attention_mask = pruned.attention_mask
+        rows = len(settings.learning_rates) if settings.controls else 1
+        if rows > 1:  # an lr grid: one copy of every request's (pruned) cache per learning rate
+            cache.batch_repeat_interleave(rows)
+            video_positions = video_positions.repeat_interleave(rows, dim=0)
+            video_counts = video_counts.repeat_interleave(rows)
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(rows, dim=0)
+            pruned = None if pruned is None else pruned.repeat_rows(rows)
+        super().__init__(max_new_tokens, video_counts, attention_mask)
+        batch = self.batch
+        self.rows_per_request = rows
+        self.pruned = pruned
+        self.settings = settings
+        self.probe = probe
+        self.layer = controlled_layer(cache)
         if settings.controls and has_video:
             self.controller = self._controller(video_positions)
         device = video_positions.device
@@ -154,6 +169,7 @@ class VReasonStepper(Stepper):
             positions,
             self.settings,
             reference_norm=reference,
+            lrs=self.settings.learning_rates * (self.batch // self.rows_per_request),  # rows b * G + g
         )
         if reference is not None:
             controller.write_back(values)  # Lite rescales even before the first update

@@ -31,7 +31,7 @@ from lmms_vreason.lmms.args import ArgumentError, merge_host_config, parse_model
 from lmms_vreason.lmms.media import FrameSettings, MediaError, load_visuals
 from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
-from lmms_vreason.telemetry import SampleTrace, TelemetryWriter
+from lmms_vreason.telemetry import GridResponse, GridResponseWriter, SampleTrace, TelemetryWriter
 
 _DTYPES = {
     "bfloat16": torch.bfloat16,
@@ -64,9 +64,10 @@ class Qwen2_5_VL_VReason(lmms):
         if output_path is not None:
             check_writable(output_path)
         self.telemetry_dir = args.telemetry_dir or output_path
-        if args.telemetry and not self.telemetry_dir:
-            raise ArgumentError("telemetry=true needs telemetry_dir=... or lmms-eval's --output_path")
-        if args.telemetry:
+        for wanted, what in ((args.telemetry, "telemetry=true"), (args.lr_grid is not None, "lr_grid")):
+            if wanted and not self.telemetry_dir:
+                raise ArgumentError(f"{what} needs telemetry_dir=... or lmms-eval's --output_path")
+        if args.telemetry or args.lr_grid is not None:
             check_writable(self.telemetry_dir, "telemetry_dir")
 
         from accelerate import Accelerator
@@ -100,10 +101,19 @@ class Qwen2_5_VL_VReason(lmms):
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._telemetry: TelemetryWriter | None = None
+        self._grid_writer: GridResponseWriter | None = None
         self.media_failures = 0
         self.numeric_failures = 0
         if self._rank == 0:
             logger.info(f"qwen2_5_vl_vreason: {self.vreason} frames={self.frames}")
+
+    @property
+    def grid_writer(self) -> GridResponseWriter:
+        """This rank's lr-grid response file (every lr's response of every request)."""
+        if self._grid_writer is None or self._grid_writer.rank != self.rank:
+            assert self.telemetry_dir is not None  # checked at start-up for lr_grid runs
+            self._grid_writer = GridResponseWriter(self.telemetry_dir, self.rank)
+        return self._grid_writer
 
     @property
     def telemetry(self) -> TelemetryWriter | None:
@@ -261,11 +271,19 @@ class Qwen2_5_VL_VReason(lmms):
     def _media_failure(self, exc: MediaError, task: str, doc_id: int) -> GenerationResult:
         self.media_failures += 1
         logger.error(f"[{task} doc {doc_id}] sample failed: {exc}")
+        text = f"{MEDIA_ERROR_PREFIX}{exc}"
         if self.telemetry is not None:
             self.telemetry.write(
                 SampleTrace(task=task, doc_id=int(doc_id), rank=self.rank, run=self.run_label, error=str(exc))
             )
-        return GenerationResult(text=f"{MEDIA_ERROR_PREFIX}{exc}", token_counts=TokenCounts(output_tokens=0))
+        if self.vreason.lr_grid is not None:  # the sample fails at every lr of the grid
+            self.grid_writer.write_all(
+                GridResponse(
+                    task=task, doc_id=int(doc_id), lr=lr, response=text, rank=self.rank, error=str(exc)
+                )
+                for lr in self.vreason.lr_grid
+            )
+        return GenerationResult(text=text, token_counts=TokenCounts(output_tokens=0))
 
     def _finish(
         self,
@@ -276,28 +294,54 @@ class Qwen2_5_VL_VReason(lmms):
         doc_ids: Sequence[int],
         peak: float | None,
     ) -> list[GenerationResult]:
+        """One result per request; with an lr grid, the first lr's row (every row goes to the grid file)."""
         mask = inputs.get("attention_mask")
+        rows = len(out.sequences) // len(doc_ids)  # an lr grid decodes rows b * G + g
+        lrs = self.vreason.learning_rates if rows > 1 else (self.vreason.lr,)
         results = []
-        for b, ids in enumerate(out.sequences):
-            text = self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            text = cut_at_stop_strings(text, settings.until)
-            error = None
-            if int(out.stats.nonfinite_step[b]):
-                self.numeric_failures += 1
-                error = f"non-finite logits (NaN/inf) at decoding step {int(out.stats.nonfinite_step[b])}"
-                logger.error(f"[{tasks[b]} doc {doc_ids[b]}] sample failed: {error}")
-                text = f"{NUMERIC_ERROR_PREFIX}{error}"
+        for b, (task, doc_id) in enumerate(zip(tasks, doc_ids, strict=True)):
             n_in = int(mask[b].sum()) if mask is not None else int(inputs["input_ids"].shape[1])
+            responses = [self._response(out, b * rows + g, settings) for g in range(rows)]
+            (text, error), scored = responses[0], b * rows
+            if error is not None:
+                self.numeric_failures += 1
+                logger.error(f"[{task} doc {doc_id}] sample failed: {error}")
+            n_out = len(out.sequences[scored])
             results.append(
-                GenerationResult(
-                    text=text, token_counts=TokenCounts(input_tokens=n_in, output_tokens=len(ids))
-                )
+                GenerationResult(text=text, token_counts=TokenCounts(input_tokens=n_in, output_tokens=n_out))
             )
             if self.telemetry is not None:
-                trace = self._trace(out, b, tasks[b], doc_ids[b], n_in, len(ids), peak)
+                trace = self._trace(out, scored, task, doc_id, n_in, n_out, peak)
                 trace.error = error
                 self.telemetry.write(trace)
+            if rows > 1:
+                self.grid_writer.write_all(
+                    GridResponse(
+                        task=task,
+                        doc_id=int(doc_id),
+                        lr=lr,
+                        response=row_text,
+                        output_tokens=len(out.sequences[b * rows + g]),
+                        opt_steps=int(out.stats.opt_steps[b * rows + g]),
+                        skipped_steps=int(out.stats.skipped_steps[b * rows + g]),
+                        rank=self.rank,
+                        run=self.run_label,
+                        error=row_error,
+                    )
+                    for g, (lr, (row_text, row_error)) in enumerate(zip(lrs, responses, strict=True))
+                )
         return results
+
+    def _response(self, out: DecodeOutput, row: int, settings: GenerationSettings) -> tuple[str, str | None]:
+        """A row's text, or the numeric-error marker when its logits became NaN/inf (and the reason)."""
+        step = int(out.stats.nonfinite_step[row])
+        if step:
+            error = f"non-finite logits (NaN/inf) at decoding step {step}"
+            return f"{NUMERIC_ERROR_PREFIX}{error}", error
+        text = self._tokenizer.decode(
+            out.sequences[row], skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        return cut_at_stop_strings(text, settings.until), None
 
     def _trace(
         self, out: DecodeOutput, b: int, task: str, doc_id: int, n_in: int, n_out: int, peak: float | None
