@@ -87,7 +87,7 @@ def test_table1_rows_and_lr_grids(shipped: dict[str, ExperimentConfig]) -> None:
 
 
 def test_paper_numbers_transcribed(shipped: dict[str, ExperimentConfig]) -> None:
-    # SPEC §4 reference rows.
+    # docs/method.md §4 reference rows.
     assert dict(shipped["t1-7b-32f128-base"].paper) == {
         "vsi_acc": 33.8,
         "vsi_mra": 22.3,
