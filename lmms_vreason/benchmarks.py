@@ -1,11 +1,13 @@
 """The six Video-R1 evaluation benchmarks: task names, data files, metric names, Table 1 columns.
 
 One place for the contract between the task pack (``tasks/``), the configs (``model_configs/``)
-and the report tools: a task named here reports the metric named here, in percent (0-100).
+and the report tools: a task named here reports the metric named here, in percent (0-100), under
+the display name and in the column order given here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 HUB_DATASET = "Video-R1/Video-R1-eval"
@@ -59,3 +61,29 @@ NUMERIC_ERROR_PREFIX = "[vreason numeric error] "
 """A response that starts with this marks a sample whose logits became NaN/inf (broken weights, a
 dtype overflow): decoding stopped there. Scored as wrong and counted in ``numeric_error_rate``."""
 NUMERIC_ERROR_METRIC = "numeric_error_rate"
+
+VSI_LABEL = "VSI-Bench"
+"""Report-table column of both VSI-Bench tasks (Tables 5 and 6 show VSI-Bench as one benchmark)."""
+
+TASK_TO_BENCHMARK: dict[str, str] = {
+    col.task: VSI_LABEL if col.key.startswith("vsi_") else col.label for col in TABLE1_COLUMNS
+}
+BENCHMARK_ORDER: tuple[str, ...] = tuple(dict.fromkeys(TASK_TO_BENCHMARK.values()))
+
+
+def benchmark_of(task: str) -> str:
+    """The report column a task's samples go under; tasks not named here (tiny test tasks, other
+    lmms-eval tasks) keep their own name."""
+    return TASK_TO_BENCHMARK.get(task, task)
+
+
+def ordered(benchmarks: Iterable[str]) -> list[str]:
+    """Paper order for known benchmarks, then the others alphabetically."""
+    names = set(benchmarks)
+    known = [b for b in BENCHMARK_ORDER if b in names]
+    return known + sorted(names - set(known))
+
+
+def metric_of(task: str) -> str | None:
+    """The Table 1 metric a known task reports (``accuracy`` or ``mra``), else ``None``."""
+    return next((col.metric for col in TABLE1_COLUMNS if col.task == task), None)

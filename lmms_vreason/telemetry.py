@@ -29,6 +29,8 @@ class SampleTrace:
     Per-token lists are indexed by decoding step t-1 (index 0 is the token sampled from the
     prefill logits). ``alpha`` holds the switch coefficient at every step (0 where no
     optimisation step ran); ``optimized`` marks the steps where the controller was updated.
+    ``ema_beta`` and ``objective`` are the settings the EMA and α were computed with, so an
+    analysis never has to assume them (None in rows written before they were recorded).
     """
 
     task: str
@@ -37,6 +39,8 @@ class SampleTrace:
     run: str = ""
     vreason: bool = False
     lite: bool = False
+    ema_beta: float | None = None
+    objective: str | None = None
     entropy: list[float] = field(default_factory=list)
     ema: list[float] = field(default_factory=list)
     alpha: list[int] = field(default_factory=list)

@@ -20,7 +20,6 @@ from scipy import stats as sps
 from lmms_vreason.analysis.compare import compare_runs, format_comparison, gate_failures
 from lmms_vreason.analysis.runs import RunInputError, open_run
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = "Qwen__Qwen2.5-VL-7B-Instruct"
 DATE = "20250101_120000"
 
@@ -159,7 +158,7 @@ def test_gate_rule_needs_both_margin_and_significance(tmp_path: Path) -> None:
 
 
 def _gate(a: Path, b: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(REPO / "scripts" / "compare_runs.py"), str(a), str(b), "--gate", *extra]
+    cmd = [sys.executable, "-m", "lmms_vreason.cli", "compare", str(a), str(b), "--gate", *extra]
     return subprocess.run(cmd + ["--n-boot", "500"], capture_output=True, text=True, timeout=120)
 
 

@@ -15,7 +15,6 @@ from lmms_vreason.analysis.runs import RunInputError
 from lmms_vreason.analysis.tables import format_change
 from lmms_vreason.telemetry import SampleTrace, TelemetryWriter
 
-REPO = Path(__file__).resolve().parents[1]
 GIB = 1024**3
 MC, MRA, MMVU = "vreason_vsibench_mc", "vreason_vsibench_mra", "mmvu"
 
@@ -130,7 +129,7 @@ def _write_run(root: Path, traces: list[SampleTrace]) -> Path:
 def test_cli_writes_markdown_and_csv(tmp_path: Path) -> None:
     base, lite = _write_run(tmp_path / "base", BASE), _write_run(tmp_path / "lite", LITE)
     out = tmp_path / "report"
-    cmd = [sys.executable, str(REPO / "scripts" / "efficiency_report.py"), "--baseline", str(base), str(lite)]
+    cmd = [sys.executable, "-m", "lmms_vreason.cli", "efficiency", "--baseline", str(base), str(lite)]
     proc = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| lite | 80.0 [↓20.0%] | 100.0 [↓50.0%] | 90.0 [↓40.0%] |" in proc.stdout
@@ -141,7 +140,7 @@ def test_cli_writes_markdown_and_csv(tmp_path: Path) -> None:
 
 def test_cli_errors_on_missing_run(tmp_path: Path) -> None:
     base = _write_run(tmp_path / "base", BASE)
-    cmd = [sys.executable, str(REPO / "scripts" / "efficiency_report.py"), "--baseline", str(base)]
+    cmd = [sys.executable, "-m", "lmms_vreason.cli", "efficiency", "--baseline", str(base)]
     proc = subprocess.run(cmd + [str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "run directory not found" in proc.stderr

@@ -14,7 +14,6 @@ from matplotlib.image import imread
 from lmms_vreason.analysis import plots
 from lmms_vreason.analysis.runs import RunInputError, load_traces
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "analysis"
 MODEL_DIR = "Qwen__Qwen2.5-VL-7B-Instruct"  # lmms-eval's sanitize_model_name("Qwen/Qwen2.5-VL-7B-Instruct")
 
@@ -87,7 +86,7 @@ def test_plot_traces_cli(tmp_path: Path) -> None:
     base = make_run(tmp_path / "base", "telemetry_baseline.jsonl")
     vreason = make_run(tmp_path / "vreason", "telemetry_vreason.jsonl")
     out = tmp_path / "figs"
-    cmd = [sys.executable, str(REPO / "scripts" / "plot_traces.py"), str(base), str(vreason)]
+    cmd = [sys.executable, "-m", "lmms_vreason.cli", "plot", str(base), str(vreason)]
     cmd += ["--labels", "Qwen2.5-VL", "V-Reason", "--out", str(out), "--sample", "mmvu:1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -106,7 +105,9 @@ def test_plot_traces_cli_reports_missing_telemetry(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     cmd = [
         sys.executable,
-        str(REPO / "scripts" / "plot_traces.py"),
+        "-m",
+        "lmms_vreason.cli",
+        "plot",
         str(tmp_path / "run"),
         "--out",
         str(tmp_path),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lmms_vreason.analysis import traces as tr
+from lmms_vreason.analysis.runs import RunInputError
 from lmms_vreason.telemetry import SampleTrace
 
 
@@ -23,11 +24,22 @@ def test_ragged_mean_of_nothing_is_empty() -> None:
 
 def test_ema_follows_the_spec_recursion() -> None:
     # E1 = H1; E2 = 0.98 * 1 + 0.02 * 3 = 1.04; E3 = 0.98 * 1.04 + 0.02 * 0 = 1.0192
-    assert tr.ema([1.0, 3.0, 0.0]) == pytest.approx([1.0, 1.04, 1.0192])
+    assert tr.ema([1.0, 3.0, 0.0], beta=0.98) == pytest.approx([1.0, 1.04, 1.0192])
+    # E2 = 0.5 * 1 + 0.5 * 3 = 2; E3 = 0.5 * 2 + 0.5 * 0 = 1
+    assert tr.ema([1.0, 3.0, 0.0], beta=0.5) == pytest.approx([1.0, 2.0, 1.0])
+
+
+def test_ema_of_a_row_without_one_uses_the_rows_own_beta() -> None:
+    row = SampleTrace(task="mmvu", doc_id=0, entropy=[1.0, 3.0, 0.0], ema_beta=0.5)
+    assert tr.ema_of(row) == pytest.approx([1.0, 2.0, 1.0])
+    with pytest.raises(RunInputError, match="ema_beta"):  # no β recorded: nothing is assumed
+        tr.ema_of(SampleTrace(task="mmvu", doc_id=0, entropy=[1.0, 3.0]))
 
 
 def test_switch_alpha_is_plus_one_at_or_above_running_max() -> None:
-    assert tr.switch_alpha([1.0, 1.2, 1.1, 1.2, 1.3, 0.5]).tolist() == [1, 1, -1, 1, 1, -1]
+    # The tracker's α at t = 1 is 0: there is no earlier EMA to compare with, and the decode loop
+    # never optimises on the prefill token. From t = 2 on: +1 at or above the running max, else -1.
+    assert tr.switch_alpha([1.0, 1.2, 1.1, 1.2, 1.3, 0.5]).tolist() == [0, 1, -1, 1, 1, -1]
 
 
 def test_peak_index_ignores_nan_and_takes_first_max() -> None:
@@ -63,5 +75,5 @@ def test_alpha_segments_hold_each_step_until_the_next() -> None:
 def test_alpha_segments_are_derived_from_the_ema_for_baselines() -> None:
     segments, derived = tr.alpha_segments(_trace([1.0, 1.2, 1.1, 1.3, 1.0], [], []))
     assert derived
-    # switch alpha per step: +1 +1 -1 +1 -1
-    assert segments == [(0, 2, 1), (2, 3, -1), (3, 4, 1), (4, 5, -1)]
+    # switch alpha per step: 0 +1 -1 +1 -1 (0 at t = 1, as in the tracker: no segment covers it)
+    assert segments == [(1, 2, 1), (2, 3, -1), (3, 4, 1), (4, 5, -1)]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lmms_vreason.benchmarks import DATA_ROOT_ENV, MEDIA_ERROR_PREFIX
+from lmms_vreason.core.objective import replay
 from lmms_vreason.telemetry import read_traces
 from lmms_vreason.testing.fixtures import make_fixture_bench
 
@@ -97,7 +98,8 @@ def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_
 
 def test_vreason_run_writes_results_samples_and_matching_telemetry(tmp_path, tiny_model_dir, fixture_data):
     args = (
-        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},step_size=2,telemetry=true"
+        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},step_size=2,telemetry=true,"
+        "ema_beta=0.9"
     )
     proc = run_lmms_eval(
         tmp_path / "run", "qwen2_5_vl_vreason", args, fixture_data, gen_kwargs="max_new_tokens=10"
@@ -114,6 +116,13 @@ def test_vreason_run_writes_results_samples_and_matching_telemetry(tmp_path, tin
         assert trace.output_tokens == len(trace.entropy) == len(trace.ema) <= 10
         assert trace.opt_steps == sum(trace.optimized) == trace.output_tokens // 2  # k = 2: t = 2, 4, ...
         assert trace.video_tokens_before > 0 and trace.decode_s > 0
+        # The row records the settings its EMA and α were made with; replaying the recorded
+        # entropies through the tracker with them gives back the recorded EMA and α.
+        assert trace.ema_beta == 0.9 and trace.objective == "switch"
+        ema, alpha = replay(trace.entropy, trace.ema_beta, trace.objective)
+        assert ema.tolist() == pytest.approx(trace.ema, abs=1e-6)
+        steps = [t for t, on in enumerate(trace.optimized) if on]
+        assert [trace.alpha[t] for t in steps] == [int(alpha[t]) for t in steps]
 
 
 def test_missing_video_fails_that_sample_and_the_run_goes_on(tmp_path, tiny_model_dir):

@@ -17,7 +17,7 @@ import yaml
 
 from lmms_vreason.benchmarks import TABLE1_COLUMNS
 from lmms_vreason.experiments.collate import main, make_table, read_runs
-from lmms_vreason.experiments.launcher import CONFIG_COPY_NAME
+from lmms_vreason.experiments.configs import CONFIG_COPY_NAME
 
 KEYS = [c.key for c in TABLE1_COLUMNS]  # vsi_acc, vsi_mra, videommmu, mmvu, mvbench, tempcompass, videomme
 ALL_TASKS = [c.task for c in TABLE1_COLUMNS]

@@ -15,6 +15,7 @@ from lmms_vreason.experiments.configs import (
     ExperimentConfig,
     check_config_set,
     config_from_mapping,
+    configs_from_mapping,
     load_config,
     load_configs,
 )
@@ -22,6 +23,7 @@ from lmms_vreason.experiments.configs import (
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 ALL_TASKS = [c.task for c in TABLE1_COLUMNS]
 LR_GRID = [5e-5, 1e-4, 1.5e-4, 2e-4, 2.5e-4, 3e-4, 3.5e-4, 4e-4, 4.5e-4, 5e-4]
+LR_NAMES = ["5e-5", "1e-4", "1.5e-4", "2e-4", "2.5e-4", "3e-4", "3.5e-4", "4e-4", "4.5e-4", "5e-4"]
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +53,14 @@ def write_yaml(tmp_path: Path, data: dict, stem: str | None = None) -> Path:
 
 
 def test_every_shipped_config_validates(shipped: dict[str, ExperimentConfig]) -> None:
-    assert len(shipped) == len(list(CONFIG_DIR.glob("*.yaml"))) >= 80
+    files = list(CONFIG_DIR.glob("*.yaml"))
+    # One config per file, or one per lr of a file's lr_grid.
+    expected = sum(len(yaml.safe_load(f.read_text()).get("lr_grid", [None])) for f in files)
+    assert len(shipped) == expected >= 80
+    assert len(files) == 32  # 26 single settings + 6 lr grids (the grid members are not files)
     for config in shipped.values():
         assert config.reproduces.strip()
-        assert config.source is not None and config.source.stem == config.name
+        assert config.source is not None and config.source.stem == (config.lr_grid_group or config.name)
         config.backend_args  # noqa: B018 - parses again; raises if anything is off
 
 
@@ -68,6 +74,7 @@ def test_table1_rows_and_lr_grids(shipped: dict[str, ExperimentConfig]) -> None:
             group = f"t1-{setting}-{variant}"
             members = [c for c in shipped.values() if c.lr_grid_group == group]
             assert sorted(c.lr for c in members) == pytest.approx(LR_GRID)
+            assert sorted(c.name for c in members) == sorted(f"{group}-lr{lr}" for lr in LR_NAMES)
             for member in members:
                 args = member.backend_args
                 assert args.vreason and args.lite == (variant == "lite")
@@ -80,7 +87,7 @@ def test_table1_rows_and_lr_grids(shipped: dict[str, ExperimentConfig]) -> None:
 
 
 def test_paper_numbers_transcribed(shipped: dict[str, ExperimentConfig]) -> None:
-    # SPEC §4 reference rows.
+    # docs/method.md §4 reference rows.
     assert dict(shipped["t1-7b-32f128-base"].paper) == {
         "vsi_acc": 33.8,
         "vsi_mra": 22.3,
@@ -179,7 +186,7 @@ def test_prune_only_with_vreason_fails_naming_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"gen_kwargs": {"temprature": 0.3}}, "unknown gen_kwargs key.*temprature"),
+        ({"gen_kwargs": {"temprature": 0.3}}, "gen_kwargs: unsupported generation kwargs.*temprature"),
         ({"gen_kwargs": {"top_h": 1.5}}, "top_h"),
         ({"gen_kwargs": {"max_new_tokens": "many"}}, "max_new_tokens"),
         ({"gen_kwargs": {"do_sample": True, "temperature": 0}}, "contradictory"),
@@ -188,6 +195,8 @@ def test_prune_only_with_vreason_fails_naming_it(tmp_path: Path) -> None:
         ({"paper": {"mmvu": 0.613e3}}, r"paper mmvu"),
         ({"model": "qwen2_5_vl"}, "model 'qwen2_5_vl' is not supported"),
         ({"model_args": {"pretrained": "a,b"}}, "pretrained"),
+        ({"gen_kwargs": {"until": "</answer>,"}}, "until.*cannot go through --gen_kwargs"),
+        ({"gen_kwargs": {"until": ["a", "b"]}}, "until.*cannot go through --gen_kwargs"),
         ({"model_args": {"vreason": False}, "lr_grid_group": "g"}, "lr_grid_group needs vreason"),
         ({"reproduces": " "}, "reproduces"),
         ({"model_args": {"batch_size": 4}}, r"batch_size: lmms-eval sets these.*-- --batch_size"),
@@ -208,19 +217,67 @@ def test_missing_key_and_name_stem_mismatch(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_lr_grid_group_may_only_vary_the_lr() -> None:
-    def member(name: str, lr: float, **args) -> ExperimentConfig:
-        return config_from_mapping(
-            minimal(name=name, lr_grid_group="g", model_args={"vreason": True, "lr": lr, **args})
-        )
+def test_lr_grid_expands_into_members_that_differ_only_in_the_lr(tmp_path: Path) -> None:
+    grid = minimal(name="g", lr_grid=[5.0e-5, 1.5e-4, 3.0e-4], baseline="b", gen_kwargs={"temperature": 0.3})
+    grid["model_args"]["step_size"] = 8
+    path = write_yaml(tmp_path, grid)
+    members = load_configs([path])
+    assert [m.name for m in members] == ["g-lr5e-5", "g-lr1.5e-4", "g-lr3e-4"]
+    assert [m.lr for m in members] == [5e-5, 1.5e-4, 3e-4]
+    assert [m.model_args["lr"] for m in members] == [5e-5, 1.5e-4, 3e-4]
+    assert all(m.lr_grid_group == "g" and m.source == path for m in members)
+    assert members[1].reproduces == "Table 1, a row; this member lr=1.5e-4"
+    # A member cannot differ from its siblings in anything but the lr: all come from one definition.
+    first = members[0]
+    for member in members[1:]:
+        values = member.backend_args.model_dump()
+        assert values.pop("lr") != first.lr
+        assert values == {k: v for k, v in first.backend_args.model_dump().items() if k != "lr"}
+        assert member.backend_args.step_size == 8
+        assert (member.tasks, member.paper, member.gen_kwargs) == (first.tasks, first.paper, first.gen_kwargs)
+        assert member.baseline == "b" and member.notes == first.notes
+    with pytest.raises(ConfigError, match="holds an lr grid of 3 configs"):
+        load_config(path)
 
-    check_config_set([member("a", 1e-4), member("b", 2e-4)])
-    with pytest.raises(ConfigError, match="more than the lr"):
-        check_config_set([member("a", 1e-4), member("b", 2e-4, step_size=8)])
-    with pytest.raises(ConfigError, match="both use lr"):
-        check_config_set([member("a", 1e-4), member("b", 1e-4)])
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"lr_grid": [1e-4, 2e-4, 1.0e-4]}, "lr_grid lists lr 1e-4 twice"),
+        (
+            {"lr_grid": [1e-4], "model_args": {"vreason": True, "lr": 3e-4}},
+            "model_args lr=0.0003 next to lr_grid",
+        ),
+        ({"lr_grid": [1e-4], "model_args": {"vreason": False}}, "lr_grid needs vreason=true"),
+        ({"lr_grid": []}, "lr_grid must be a non-empty list"),
+        ({"lr_grid": [1e-4, -1e-4]}, r"lr_grid\[1\]=-0.0001"),
+        ({"lr_grid": ["1e-4"]}, r"lr_grid\[0\]='1e-4'"),  # YAML 1.1 reads 1e-4 (no dot) as a string
+        ({"lr_grid": [1e-4], "lr_grid_group": "other"}, "lr_grid_group is set by lr_grid"),
+        ({"lr_grid": [1e-4], "learning_rate": 1}, "unknown top-level key.*learning_rate"),
+    ],
+)
+def test_bad_lr_grid_fails_naming_it(overrides: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        configs_from_mapping(minimal(**overrides))
+
+
+def test_grid_members_are_not_written_by_hand_and_names_stay_unique(tmp_path: Path) -> None:
+    # lr_grid_group in a file would allow members that drift apart: only lr_grid makes a grid.
+    with pytest.raises(ConfigError, match="lr_grid_group is not written in a config file"):
+        load_config(write_yaml(tmp_path, minimal(name="m", lr_grid_group="g")))
+    with pytest.raises(ConfigError, match="must equal the file name stem"):
+        load_configs([write_yaml(tmp_path, minimal(name="g", lr_grid=[1e-4]), stem="h")])
+    grid = write_yaml(tmp_path, minimal(name="g", lr_grid=[1e-4, 2e-4]))
+    (tmp_path / "other").mkdir()
+    clash = write_yaml(tmp_path / "other", minimal(name="g-lr1e-4"))
+    with pytest.raises(ConfigError, match="two configs are named 'g-lr1e-4'"):
+        load_configs([grid, clash])
+    label = write_yaml(tmp_path / "other", minimal(name="g"))
+    with pytest.raises(ConfigError, match="lr_grid_group 'g' is also a config name"):
+        load_configs([grid, label])
+    single = config_from_mapping(minimal(name="a"))
     with pytest.raises(ConfigError, match="two configs are named 'a'"):
-        check_config_set([member("a", 1e-4), member("a", 2e-4)])
+        check_config_set([single, single])
 
 
 def test_config_is_frozen_and_renders_lmms_eval_strings() -> None:

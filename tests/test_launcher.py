@@ -6,6 +6,7 @@ writes a results JSON in lmms-eval's real layout (``<output_path>/<org__model>/<
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -17,9 +18,9 @@ import pytest
 import yaml
 
 from lmms_vreason.benchmarks import TABLE1_COLUMNS
-from lmms_vreason.experiments.configs import ExperimentConfig, config_from_mapping
+from lmms_vreason.experiments.collate import main as collate_main
+from lmms_vreason.experiments.configs import CONFIG_COPY_NAME, ExperimentConfig, config_from_mapping
 from lmms_vreason.experiments.launcher import (
-    CONFIG_COPY_NAME,
     LaunchOptions,
     build_plan,
     completion_status,
@@ -304,3 +305,26 @@ def test_injected_runner_sees_each_unfinished_command(tmp_path: Path) -> None:
     options = LaunchOptions(output_root=tmp_path, launcher="plain", fail_fast=True)
     outcomes = run_configs(configs, options, runner=runner, stream=io.StringIO())
     assert [o.status for o in outcomes] == ["failed"] and len(seen) == 1
+
+
+def test_lr_grid_runs_one_lmms_eval_per_member_and_collates_as_one_row(
+    tmp_path: Path, fake_lmms_eval: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = {**config_dict("g"), "lr_grid": [1.0e-4, 2.0e-4]}
+    folder = write_config_files(tmp_path, [grid, config_dict("c1")])
+    argv = plain_argv(folder, tmp_path)
+    assert main([*argv, "--only", "g-lr2e-4"]) == 0  # one member of the grid, by name
+    (call,) = calls_of(fake_lmms_eval)
+    assert "lr=0.0002" in call[call.index("--model_args") + 1].split(",")
+    copy = yaml.safe_load((tmp_path / "runs" / "g-lr2e-4" / CONFIG_COPY_NAME).read_text())
+    assert copy["lr_grid_group"] == "g" and copy["model_args"]["lr"] == 2.0e-4 and "lr_grid" not in copy
+    assert main(argv) == 0  # the other member and c1 run; g-lr2e-4 is complete
+    assert len(calls_of(fake_lmms_eval)) == 3
+    out = capsys.readouterr().out
+    assert "g-lr1e-4 ... done" in out and "g-lr2e-4 ... skipped (complete)" in out
+    assert main([*argv, "--only", "nope"]) == 2
+    assert "--only nope matches none" in capsys.readouterr().err
+
+    assert collate_main([str(tmp_path / "runs"), "--format", "csv"]) == 0
+    rows = {r["row"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(rows) == {"g", "c1"} and rows["g"]["kind"] == "lr_grid" and rows["g"]["n_lrs"] == "2"

@@ -10,7 +10,7 @@ import torch
 import lmms_vreason.core.stepper as stepper_module
 from lmms_vreason.core.controller import ValueController, controlled_layer
 from lmms_vreason.core.decode import decode
-from lmms_vreason.core.objective import EntropyTracker, entropy
+from lmms_vreason.core.objective import EntropyTracker, entropy, replay
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
@@ -61,6 +61,20 @@ def test_non_finite_entropy_leaves_ema_unchanged():
     emas, alphas = _run([1.0, float("nan"), 3.0])
     assert emas == pytest.approx([1.0, 1.0, 2.0])
     assert alphas[2] == 1
+
+
+def test_replay_of_recorded_series_matches_the_tracker_fed_as_a_batch():
+    # Two samples decoded together, one with a non-finite entropy; each replayed alone afterwards
+    # (what the telemetry analysis does) must give the batch tracker's EMA and α exactly.
+    series = torch.tensor([[1.0, 3.0, 0.0, 4.0, 2.0], [0.5, float("nan"), 0.2, 0.9, 0.1]])
+    tracker = EntropyTracker(2, 0.7, "switch", torch.device("cpu"))
+    steps = [tracker.observe(series[:, t]) for t in range(series.shape[1])]
+    for b in range(2):
+        ema, alpha = replay(series[b].tolist(), 0.7)
+        assert torch.equal(ema, torch.stack([e[b] for e, _ in steps]))
+        assert torch.equal(alpha, torch.stack([a[b] for _, a in steps]))
+    assert replay([1.0, 3.0, 0.0], 0.5, "min_entropy")[1].tolist() == [0, -1, -1]
+    assert [x.numel() for x in replay([], 0.5)] == [0, 0]
 
 
 @pytest.mark.parametrize(("objective", "direction"), [("max_entropy", 1), ("min_entropy", -1)])

@@ -101,7 +101,7 @@ def test_missing_video_option_references_exactly_one_absent_file(tmp_path: Path)
 
 def test_command_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lmms_vreason.testing.fixtures", str(tmp_path / "out"), "--seed", "3"],
+        [sys.executable, "-m", "lmms_vreason.cli", "fixtures", str(tmp_path / "out"), "--seed", "3"],
         capture_output=True,
         text=True,
         check=True,

@@ -27,7 +27,7 @@ def test_cli_builds_a_model_that_loads_offline(tmp_path):
     out = tmp_path / "cli"
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     subprocess.run(
-        [sys.executable, "-m", "lmms_vreason.testing.tiny", str(out), "--layers", "2"], check=True, env=env
+        [sys.executable, "-m", "lmms_vreason.cli", "tiny", str(out), "--layers", "2"], check=True, env=env
     )
     code = (
         "from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration as M;"

@@ -1,4 +1,5 @@
-"""Pieces shared by the ``scripts/`` command lines: run labels and uniform error reporting.
+"""Pieces shared by the analysis subcommands (``vreason compare|plot|efficiency``): run labels and
+uniform error reporting.
 
 Exit codes: 0 success, 1 reserved for "the check found a problem" (the comparison gate), 2 bad
 input (as argparse does), so a CI job can tell a regression from a broken invocation.

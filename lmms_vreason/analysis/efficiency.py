@@ -9,17 +9,21 @@ they cost nothing and would make a run look cheaper than it is.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from lmms_vreason.analysis.benchmark_names import benchmark_of, ordered
+from lmms_vreason.analysis.cli import EXIT_OK, load_labelled_traces, run_main
 from lmms_vreason.analysis.runs import RunInputError
 from lmms_vreason.analysis.tables import format_change, format_number, markdown_table, relative_change
+from lmms_vreason.benchmarks import benchmark_of, ordered
+from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.telemetry import SampleTrace
 
 GIB = 1024**3
@@ -168,3 +172,46 @@ def to_csv(report: EfficiencyReport) -> str:
                     ]
                 )
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+CLI_HELP = """Efficiency of runs against a baseline, per benchmark (Tables 5 and 6 of the paper).
+
+    vreason efficiency --baseline runs/base runs/lite runs/full \\
+        --labels Qwen2.5-VL "V-Reason (Lite)" V-Reason --out reports/
+
+Each run is an lmms-eval ``--output_path`` holding ``vreason_telemetry_rank*.jsonl``. Prints the
+Markdown report (mean output tokens, seconds per sample = prefill + decode, peak memory in GiB;
+rows = runs, columns = benchmarks + Average, "[↓x%]" = change vs the baseline); with ``--out``
+also writes ``efficiency.md`` and ``efficiency.csv`` (long format) there.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog("efficiency"), description=CLI_HELP, formatter_class=HelpFormatter)
+    p.add_argument("--baseline", required=True, metavar="RUN", help="the run the others are compared to")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="runs to compare with the baseline")
+    p.add_argument("--labels", nargs="+", help="display names for the baseline then each RUN")
+    p.add_argument("--tasks", nargs="+", help="only these tasks (default: all in the telemetry)")
+    p.add_argument("--out", help="directory for efficiency.md and efficiency.csv")
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    runs = load_labelled_traces([args.baseline, *args.runs], args.labels, args.tasks)
+    report = build_report(list(runs.items()))
+    markdown = to_markdown(report)
+    print(markdown)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "efficiency.md").write_text(markdown, encoding="utf-8")
+        (out / "efficiency.csv").write_text(to_csv(report), encoding="utf-8")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``vreason efficiency --baseline RUN RUN...``: exit 0, or 2 on bad input."""
+    return run_main(_main, argv)

@@ -6,6 +6,8 @@ nothing here touches pyplot's global state or needs a display.
 
 from __future__ import annotations
 
+import argparse
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from lmms_vreason.analysis.cli import EXIT_OK, load_labelled_traces, run_main
+from lmms_vreason.analysis.runs import RunInputError
 from lmms_vreason.analysis.traces import (
     alpha_counts_before_peak,
     alpha_segments,
@@ -21,6 +25,7 @@ from lmms_vreason.analysis.traces import (
     peak_index,
     ragged_mean,
 )
+from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.telemetry import SampleTrace
 
 Runs = Mapping[str, Sequence[SampleTrace]]
@@ -170,3 +175,70 @@ def plot_output_tokens(runs: Runs, out_dir: str | Path, *, name: str = "output_t
     ax_box.set_ylabel("output tokens")
     fig.suptitle("Output tokens per sample")
     return save_figure(fig, out_dir, name)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+CLI_HELP = """Plot V-Reason telemetry of one or more runs (Fig. 1a/1d, 2b-d and 5 of the paper).
+
+    vreason plot runs/base runs/vreason --labels Qwen2.5-VL V-Reason --out figs/
+
+Each RUN is an lmms-eval ``--output_path`` holding ``vreason_telemetry_rank*.jsonl``. Writes PNG and
+PDF of: ``entropy_mean`` (runs overlaid), ``alpha_histogram``, ``output_tokens`` and one
+``sample_alpha_<run>`` per run for the same doc (``--sample TASK:DOC_ID``, default the first doc
+all runs share).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog("plot"), description=CLI_HELP, formatter_class=HelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="lmms-eval --output_path directories")
+    p.add_argument("--labels", nargs="+", help="display names, one per RUN (default: telemetry run label)")
+    p.add_argument("--out", required=True, help="directory for the figures")
+    p.add_argument("--tasks", nargs="+", help="only these tasks (default: all in the telemetry)")
+    p.add_argument("--sample", metavar="TASK:DOC_ID", help="the doc for the single-sample alpha plot")
+    p.add_argument("--min-alive", type=int, default=1, help="cut mean curves where fewer samples remain")
+    return p
+
+
+def pick_sample(runs: dict[str, list[SampleTrace]], wanted: str | None) -> tuple[str, int]:
+    """The (task, doc_id) for the single-sample plot: the requested one, else the first all runs share."""
+    have = [{(t.task, t.doc_id) for t in traces if t.entropy} for traces in runs.values()]
+    common = set.intersection(*have)
+    if wanted is not None:
+        task, sep, doc = wanted.rpartition(":")
+        if not sep or not doc.lstrip("-").isdigit():
+            raise RunInputError(f"--sample must look like TASK:DOC_ID, got {wanted!r}")
+        key = (task, int(doc))
+        if key not in common:
+            raise RunInputError(f"--sample {wanted}: not in the telemetry of every run (or has no entropy)")
+        return key
+    if not common:
+        raise RunInputError(
+            "the runs share no doc with entropy recorded; pass --sample for one run at a time"
+        )
+    return min(common)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "run"
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    runs = load_labelled_traces(args.runs, args.labels, args.tasks)
+    written = plot_mean_entropy(runs, args.out, min_alive=args.min_alive)
+    written += plot_alpha_histogram(runs, args.out)
+    written += plot_output_tokens(runs, args.out)
+    key = pick_sample(runs, args.sample)
+    for i, (label, traces) in enumerate(runs.items()):
+        trace = next(t for t in traces if (t.task, t.doc_id) == key)
+        written += plot_sample_alpha(trace, args.out, label=label, name=f"sample_alpha_{i}_{_slug(label)}")
+    for path in written:
+        print(path)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``vreason plot RUN... --out DIR``: exit 0, or 2 on bad input."""
+    return run_main(_main, argv)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmms_vreason.analysis.benchmark_names import metric_of
 from lmms_vreason.analysis.runs import RunInputError
+from lmms_vreason.benchmarks import metric_of
 
 METRIC_CANDIDATES: tuple[str, ...] = ("accuracy", "mra", "exact_match", "acc", "score")
 """Tried in order for tasks :mod:`lmms_vreason.benchmarks` does not name."""

@@ -3,6 +3,11 @@
 Samples stop at different lengths, so a mean curve over positions is taken over the samples still
 generating at each position (and that count is returned with it): padding finished samples with
 zeros would drag the tail of the curve down and fake a "macro-exploitation" phase.
+
+The EMA and the switch coefficient α are never recomputed by a rule of their own here: they come
+from the row (recorded by the decode loop), or from replaying the recorded entropies through the
+decode loop's own :class:`lmms_vreason.core.objective.EntropyTracker` with the β the row records.
+torch is imported only when such a replay is needed.
 """
 
 from __future__ import annotations
@@ -11,9 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lmms_vreason.analysis.runs import RunInputError
 from lmms_vreason.telemetry import SampleTrace
-
-EMA_BETA = 0.98
 
 
 def ragged_mean(series: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -31,20 +35,22 @@ def ragged_mean(series: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarr
     return mean, alive
 
 
-def ema(entropy: Sequence[float], beta: float = EMA_BETA) -> np.ndarray:
-    """The spec's EMA: ``E_1 = H_1``, ``E_t = beta E_{t-1} + (1 - beta) H_t``."""
-    h = np.asarray(entropy, dtype=np.float64)
-    out = np.empty_like(h)
-    for t, value in enumerate(h):
-        out[t] = value if t == 0 else beta * out[t - 1] + (1.0 - beta) * value
-    return out
+def ema(entropy: Sequence[float], *, beta: float) -> np.ndarray:
+    """The EMA the tracker computes from an entropy series: ``E_1 = H_1``, ``E_t = β E_{t-1} + (1-β) H_t``."""
+    from lmms_vreason.core.objective import replay
+
+    return replay(entropy, beta)[0].double().numpy()
 
 
 def ema_of(trace: SampleTrace) -> np.ndarray:
-    """The recorded EMA, or one recomputed from the entropy when the row has none."""
-    if trace.ema:
+    """The recorded EMA, or the one the tracker makes from the row's entropy with the row's β."""
+    if trace.ema or not trace.entropy:  # a failed sample (media error) has neither
         return np.asarray(trace.ema, dtype=np.float64)
-    return ema(trace.entropy)
+    if trace.ema_beta is None:
+        raise RunInputError(
+            f"{trace.task} doc {trace.doc_id}: the row has neither an EMA nor the ema_beta to compute one"
+        )
+    return ema(trace.entropy, beta=trace.ema_beta)
 
 
 def peak_index(values: Sequence[float] | np.ndarray) -> int | None:
@@ -56,12 +62,14 @@ def peak_index(values: Sequence[float] | np.ndarray) -> int | None:
 
 
 def switch_alpha(ema_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Eq. 4 at every step: +1 where the EMA is at or above its running maximum so far, else -1."""
-    e = np.asarray(ema_values, dtype=np.float64)
-    if e.size == 0:
-        return np.empty(0, dtype=int)
-    previous_max = np.concatenate(([-np.inf], np.maximum.accumulate(e)[:-1]))
-    return np.where(e >= previous_max, 1, -1)
+    """Eq. 4 at every step of an EMA series, as the tracker decides it: +1 where the EMA is at or
+    above its maximum so far, else -1; 0 at t = 1, where there is no earlier value to compare with.
+
+    The tracker is fed the EMA itself with β = 0, which makes its EMA the input series unchanged.
+    """
+    from lmms_vreason.core.objective import replay
+
+    return replay(np.asarray(ema_values, dtype=np.float64).tolist(), 0.0, "switch")[1].numpy().astype(int)
 
 
 def alpha_segments(trace: SampleTrace) -> tuple[list[tuple[int, int, int]], bool]:
@@ -69,7 +77,8 @@ def alpha_segments(trace: SampleTrace) -> tuple[list[tuple[int, int, int]], bool
 
     With optimisation steps recorded, each step's alpha holds until the next step (that is the
     coefficient steering the controller in between). A sample without any (a baseline run) gets
-    the alpha the switch rule *would* have used at every step, computed from its EMA.
+    the alpha the switch rule *would* have used at every step, computed from its EMA; the first
+    step has none (the tracker's α is 0 there), so no segment covers it.
     """
     steps = [i for i, on in enumerate(trace.optimized) if on and i < len(trace.alpha) and trace.alpha[i] != 0]
     length = max(len(trace.ema), len(trace.entropy))
@@ -79,7 +88,9 @@ def alpha_segments(trace: SampleTrace) -> tuple[list[tuple[int, int, int]], bool
     derived = switch_alpha(ema_of(trace))
     segments: list[tuple[int, int, int]] = []
     for i, a in enumerate(derived):
-        if segments and segments[-1][2] == a:
+        if a == 0:
+            continue
+        if segments and segments[-1][2] == a and segments[-1][1] == i:
             segments[-1] = (segments[-1][0], i + 1, int(a))
         else:
             segments.append((i, i + 1, int(a)))

@@ -6,6 +6,8 @@ waits on the host for these values, they are read back once per sample for telem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from lmms_vreason.core.settings import Objective
@@ -59,6 +61,24 @@ class EntropyTracker:
         self.ema = ema
         self.steps += 1
         return ema, alpha
+
+
+def replay(
+    entropy: Sequence[float], beta: float, objective: Objective = "switch"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(E_t, α_t)`` for every step of one recorded entropy series, as :class:`EntropyTracker` gave them.
+
+    For the analysis of telemetry (an EMA a row did not record, the α a baseline run would have
+    used): the tracker itself runs step by step, so analysis and decoding cannot disagree on the
+    rule (float32, α = 0 at t = 1, non-finite entropies skipped). Returns two float32 ``[T]`` tensors.
+    """
+    tracker = EntropyTracker(1, beta, objective, torch.device("cpu"))
+    ema = torch.empty(len(entropy), dtype=torch.float32)
+    alpha = torch.empty(len(entropy), dtype=torch.float32)
+    for t, h in enumerate(torch.as_tensor(list(entropy), dtype=torch.float32).reshape(-1, 1)):
+        e, a = tracker.observe(h)
+        ema[t], alpha[t] = e[0], a[0]
+    return ema, alpha
 
 
 def switch_loss(h: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

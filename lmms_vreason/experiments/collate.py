@@ -1,4 +1,4 @@
-"""Collate lmms-eval run folders into the paper's Table 1 layout, beside the paper's own numbers.
+"""Collate run folders into the paper's Table 1 layout, beside the paper's numbers (``vreason collate``).
 
 Input: ``RUN_ROOT/<config name>/`` folders as the launcher writes them (lmms-eval's
 ``<model>/<date>_results.json`` plus the config copy ``vreason_experiment.yaml``). Output: one row
@@ -30,18 +30,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
-
+from lmms_vreason.analysis.runs import read_results
 from lmms_vreason.analysis.tables import markdown_table
 from lmms_vreason.benchmarks import AVG_METRIC, AVG_WO_MRA_METRIC, TABLE1_COLUMNS
+from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.experiments.configs import (
     PAPER_KEYS,
     ConfigError,
     ExperimentConfig,
-    config_from_mapping,
+    fmt_lr,
     load_configs,
+    read_config_copy,
 )
-from lmms_vreason.experiments.launcher import CONFIG_COPY_NAME, iter_results_files
 
 COLUMN_KEYS: tuple[str, ...] = tuple(c.key for c in TABLE1_COLUMNS)
 WO_MRA_KEYS: tuple[str, ...] = tuple(c.key for c in TABLE1_COLUMNS if c.in_avg_wo_mra)
@@ -57,22 +57,6 @@ def warn(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- reading runs
-
-
-def metric_value(entry: Mapping[str, Any], metric: str) -> tuple[float | None, float | None]:
-    """(value, stderr) of ``metric`` in one task's lmms-eval results entry (``"<metric>,<filter>"``).
-
-    The ``none`` filter is preferred; with several other filters the first (sorted) is taken.
-    """
-    keys = [k for k in entry if isinstance(k, str) and k.split(",", 1)[0] == metric and "," in k]
-    if not keys:
-        return None, None
-    key = f"{metric},none" if f"{metric},none" in keys else sorted(keys)[0]
-    value = entry.get(key)
-    stderr = entry.get(f"{metric}_stderr,{key.split(',', 1)[1]}")
-    as_float = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    err = float(stderr) if isinstance(stderr, (int, float)) and not isinstance(stderr, bool) else None
-    return as_float, err
 
 
 def averages(values: Mapping[str, float]) -> dict[str, float]:
@@ -108,34 +92,26 @@ class RunResult:
         return self.config.lr if self.config is not None else None
 
 
-def _load_config_copy(run_dir: Path) -> ExperimentConfig | None:
-    copy = run_dir / CONFIG_COPY_NAME
-    if not copy.is_file():
-        return None
+def _config_copy(run_dir: Path) -> ExperimentConfig | None:
     try:
-        return config_from_mapping(yaml.safe_load(copy.read_text(encoding="utf-8")), source=copy)
-    except (ConfigError, yaml.YAMLError) as exc:
-        warn(f"ignoring {copy}: {exc}")
+        return read_config_copy(run_dir)
+    except ConfigError as exc:
+        warn(f"ignoring the config copy of {run_dir}: {exc}")
         return None
 
 
 def read_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunResult | None:
     """Read one run folder; None when it holds no results JSON (not run yet, or failed)."""
-    files = list(iter_results_files(run_dir))
+    files = read_results(run_dir)
     if not files:
         return None
-    config = config or _load_config_copy(run_dir)
+    config = config or _config_copy(run_dir)
     values: dict[str, float] = {}
     stderr: dict[str, float] = {}
     limits: dict[str, float] = {}  # per column: a full rerun clears an earlier --limit
-    for _path, data in files:  # oldest first: a newer file overrides a task it also holds
-        recorded = (data.get("config") or {}).get("limit")
-        results = data["results"]
+    for results in files:  # oldest first: a newer file overrides a task it also holds
         for column in TABLE1_COLUMNS:
-            entry = results.get(column.task)
-            if not isinstance(entry, Mapping):
-                continue
-            value, err = metric_value(entry, column.metric)
+            value, err = results.metric(column.task, column.metric)
             if value is None:
                 continue
             values[column.key] = value
@@ -143,8 +119,8 @@ def read_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunResult
             if err is not None:
                 stderr[column.key] = err
             limits.pop(column.key, None)
-            if recorded not in (None, -1, -1.0):
-                limits[column.key] = float(recorded)
+            if results.limit is not None:
+                limits[column.key] = results.limit
     for key, value in values.items():
         if 0 < value <= 1.0:
             warn(f"{run_dir.name}: {key}={value} looks like a fraction; results are expected in percent")
@@ -224,13 +200,6 @@ def row_from_run(run: RunResult) -> Row:
         stderr=run.stderr,
         limit=run.limit,
     )
-
-
-def fmt_lr(lr: float) -> str:
-    """``0.00015`` -> ``1.5e-4``: the spelling of the config names (``...-lr1.5e-4``)."""
-    mantissa, exponent = f"{lr:.6e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
 
 
 def _lr_text(run: RunResult) -> str:
@@ -468,8 +437,11 @@ def render_csv(table: Table) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="collate_results.py",
-        description="Print run folders as the paper's Table 1: ours [gain vs baseline] (paper).",
+        prog=prog("collate"),
+        description="Print run folders as the paper's Table 1: ours [gain vs baseline] (paper).\n\n"
+        "  vreason collate runs --baseline t1-7b-32f128-base --only 't1-7b-32f128-*'\n"
+        "  vreason collate runs --format csv --output table1.csv",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "run_root", type=Path, help="folder with one subfolder per config (the launcher's --output-root)"
@@ -479,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run name or lr grid label for every row's gains (default: each config's own)",
     )
-    parser.add_argument("--format", choices=("md", "csv"), default="md")
+    parser.add_argument("--format", choices=("md", "csv"), default="md", help="Markdown or CSV")
     parser.add_argument(
         "--only", action="append", default=[], help="fnmatch pattern on row labels (repeatable)"
     )

@@ -1,37 +1,55 @@
-"""Experiment configs (``model_configs/*.yaml``): one file per paper setting, validated up front.
+"""Experiment configs (``model_configs/*.yaml``): one file per paper setting or lr grid, validated up front.
 
 A config names the backend, its model arguments, the tasks and optional generation overrides, and
 records which table/row of the paper it reproduces together with the paper's numbers for it. The
 launcher turns a config into one lmms-eval run; the collation tool turns the run folders back into
-the paper's tables. Everything here is checked without importing torch or lmms-eval, so a typo in a
-config fails in milliseconds, naming the key, instead of after a model has loaded.
+the paper's tables. The schema is declarative (a frozen pydantic dataclass); model arguments are
+checked by the backend's own schema (:func:`lmms_vreason.lmms.args.parse_model_args`) and generation
+overrides by :class:`lmms_vreason.core.settings.GenerationSettings`, so each rule is written once.
+Nothing here imports torch or lmms-eval: a typo in a config fails in milliseconds, naming the file
+and the key, instead of after a model has loaded.
 
 Schema (see ``model_configs/README.md``)::
 
-    name: t1-7b-32f128-lite-lr3e-4        # required; equals the file stem; names the output dir
+    name: t1-7b-32f128-lite               # required; equals the file stem; names the output dir
     reproduces: "Table 1: ..."            # required; the table/row/figure point this run stands for
     paper: {mmvu: 65.0, avg: 51.4, ...}   # paper's numbers (percent); keys of TABLE1_COLUMNS, avg, avg_wo_mra
     model: qwen2_5_vl_vreason             # optional; the only backend validated here
     model_args: {pretrained: ..., ...}    # checked by lmms_vreason.lmms.args.parse_model_args
     tasks: [mmvu, ...]                    # task names of lmms_vreason.benchmarks
     gen_kwargs: {temperature: 0.3, ...}   # optional overrides of the tasks' generation settings
-    lr_grid_group: t1-7b-32f128-lite      # optional; runs reported as "best over lr grid"
+    lr_grid: [5.0e-5, 1.0e-4, ...]        # optional; one run per lr, reported as "best over lr grid"
     baseline: t1-7b-32f128-base           # optional; default row the collation compares against
     notes: "..."                          # optional free text (choices where the paper is silent)
+
+An ``lr_grid`` file expands at load into one :class:`ExperimentConfig` per lr, named
+``<name>-lr<lr>`` (``t1-7b-32f128-lite-lr1.5e-4``), with ``model_args.lr`` set and
+``lr_grid_group: <name>``. The members are copies of one definition, so they cannot differ in
+anything but the lr. ``lr_grid_group`` itself is never written in a config file; it appears in the
+expanded configs and in the config copy the launcher stores in each run folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from lmms_vreason.benchmarks import (
     AVG_METRIC,
@@ -40,23 +58,12 @@ from lmms_vreason.benchmarks import (
     TABLE1_COLUMNS,
     VSI_GROUP_TASK,
 )
+from lmms_vreason.core.settings import GenerationSettings
 from lmms_vreason.lmms.args import CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
 
 DEFAULT_MODEL = "qwen2_5_vl_vreason"
-
-TOP_LEVEL_KEYS: tuple[str, ...] = (
-    "name",
-    "reproduces",
-    "paper",
-    "model",
-    "model_args",
-    "tasks",
-    "gen_kwargs",
-    "lr_grid_group",
-    "baseline",
-    "notes",
-)
-REQUIRED_KEYS: tuple[str, ...] = ("name", "reproduces", "model_args", "tasks")
+CONFIG_COPY_NAME = "vreason_experiment.yaml"
+"""The config, as run, stored in its output folder (read back by the collation tool)."""
 
 PAPER_KEYS: tuple[str, ...] = (*(c.key for c in TABLE1_COLUMNS), AVG_METRIC, AVG_WO_MRA_METRIC)
 """Keys of a config's ``paper:`` block: the seven Table 1 columns and the two averages."""
@@ -72,79 +79,19 @@ GROUP_MEMBERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 KNOWN_TASKS: frozenset[str] = frozenset((*LEAF_TASKS, *GROUP_MEMBERS))
 
-# Generation keys the backend accepts through lmms-eval's ``--gen_kwargs`` (min_p / top_h are the
-# transformers 5.x MinPLogitsWarper / TopHLogitsWarper). lmms-eval parses ``k=v,k=v`` strings, so
-# every value must survive that round trip: numbers, booleans and comma-free strings only.
-GEN_KWARGS_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
-    {
-        "temperature": (int, float),
-        "top_p": (int, float),
-        "top_k": (int,),
-        "min_p": (int, float),
-        "top_h": (int, float),
-        "do_sample": (bool,),
-        "max_new_tokens": (int,),
-        "until": (str,),
-    }
-)
-
 MODEL_ARG_VALIDATORS = MappingProxyType({DEFAULT_MODEL: parse_model_args})
 """Backends whose model arguments can be checked before launch (the only ones a config may name)."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _ARG_FORBIDDEN = re.compile(r"[,=\s]")
 
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, strict=True)]
+LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+_LR_GRID: TypeAdapter[list[float]] = TypeAdapter(Annotated[list[LearningRate], Field(min_length=1)])
+
 
 class ConfigError(ValueError):
     """A config file is malformed: unknown or missing key, bad value, impossible combination."""
-
-
-def _where(source: Path | None) -> str:
-    return f"{source}: " if source is not None else ""
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_gen_kwargs(gen_kwargs: Mapping[str, Any], where: str) -> None:
-    """Reject what the backend would reject mid-run (after the model loaded), naming the key."""
-    unknown = sorted(k for k in gen_kwargs if k not in GEN_KWARGS_TYPES)
-    if unknown:
-        raise ConfigError(
-            f"{where}unknown gen_kwargs key(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(GEN_KWARGS_TYPES))}"
-        )
-    for key, value in gen_kwargs.items():
-        types = GEN_KWARGS_TYPES[key]
-        if bool in types or str in types:
-            ok = isinstance(value, types)
-        elif float in types:
-            ok = _is_number(value)
-        else:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        if not ok:
-            raise ConfigError(
-                f"{where}gen_kwargs {key}={value!r} must be {' or '.join(t.__name__ for t in types)}"
-            )
-    ranges = {
-        "temperature": lambda v: v >= 0,
-        "top_p": lambda v: 0 < v <= 1,
-        "top_k": lambda v: v >= 0,
-        "min_p": lambda v: 0 <= v <= 1,
-        "top_h": lambda v: 0 < v <= 1,
-        "max_new_tokens": lambda v: v >= 1,
-    }
-    for key, in_range in ranges.items():
-        if key in gen_kwargs and not in_range(gen_kwargs[key]):
-            raise ConfigError(f"{where}gen_kwargs {key}={gen_kwargs[key]!r} is out of range")
-    if gen_kwargs.get("do_sample") is True and gen_kwargs.get("temperature") == 0:
-        raise ConfigError(f"{where}gen_kwargs do_sample=true with temperature=0 is contradictory")
-    until = gen_kwargs.get("until")
-    if isinstance(until, str) and (not until or _ARG_FORBIDDEN.search(until)):
-        raise ConfigError(
-            f"{where}gen_kwargs until={until!r} must be one non-empty stop string without , = or spaces"
-        )
 
 
 def format_arg_value(value: Any) -> str:
@@ -161,96 +108,138 @@ def format_arg_string(args: Mapping[str, Any]) -> str:
     return ",".join(f"{key}={format_arg_value(value)}" for key, value in args.items() if value is not None)
 
 
-@dataclass(frozen=True)
+def fmt_lr(lr: float) -> str:
+    """``0.00015`` -> ``1.5e-4``: the spelling of lr grid member names (``...-lr1.5e-4``)."""
+    mantissa, exponent = f"{lr:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _survive_arg_string(what: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """lmms-eval passes model args and gen kwargs as ``k=v,k=v`` strings: only scalars without
+    ``,`` ``=`` or spaces come back unchanged (a list, say, would be split or mangled silently)."""
+    for key, value in values.items():
+        scalar = value is None or isinstance(value, (bool, int, float, str))
+        if not scalar or (isinstance(value, str) and _ARG_FORBIDDEN.search(value)):
+            flag = "--model_args" if what == "model_args" else "--gen_kwargs"
+            raise ValueError(
+                f"{what} {key}={value!r} cannot go through {flag} (k=v,k=v): use a scalar without , = or spaces"
+            )
+    return values
+
+
+@dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class ExperimentConfig:
     """One paper setting: what to run (backend, args, tasks, sampling) and what it should reproduce.
 
-    Frozen and validated in ``__post_init__`` so an instance is always launchable: the launcher and
+    Frozen and validated on construction, so an instance is always launchable: the launcher and
     the collation tool never re-check what they are handed.
     """
 
     name: str
     reproduces: str
+    paper: Mapping[str, Percent] = dataclasses.field(default_factory=dict)
+    model: str = DEFAULT_MODEL
     model_args: Mapping[str, Any]
     tasks: tuple[str, ...]
-    paper: Mapping[str, float] = field(default_factory=dict)
-    model: str = DEFAULT_MODEL
-    gen_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    gen_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     lr_grid_group: str | None = None
     baseline: str | None = None
     notes: str | None = None
-    source: Path | None = field(default=None, compare=False)
+    source: Path | None = dataclasses.field(default=None, compare=False)
 
-    def __post_init__(self) -> None:
-        where = _where(self.source)
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise ConfigError(
-                f"{where}name {self.name!r} must be a non-empty [A-Za-z0-9._+-] string (a dir name)"
+    @field_validator("name", "lr_grid_group", "baseline")
+    @classmethod
+    def _folder_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _NAME_RE.match(value):
+            raise ValueError(
+                f"{info.field_name} {value!r} must be a non-empty [A-Za-z0-9._+-] name (a folder name)"
             )
-        if not isinstance(self.reproduces, str) or not self.reproduces.strip():
-            raise ConfigError(f"{where}reproduces must say which table/row/figure this config stands for")
-        if self.model not in MODEL_ARG_VALIDATORS:
-            raise ConfigError(
-                f"{where}model {self.model!r} is not supported; "
-                f"valid: {', '.join(sorted(MODEL_ARG_VALIDATORS))}"
+        return value
+
+    @field_validator("reproduces")
+    @classmethod
+    def _says_what(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("reproduces must say which table/row/figure this config stands for")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _checkable_backend(cls, value: str) -> str:
+        if value not in MODEL_ARG_VALIDATORS:
+            raise ValueError(
+                f"model {value!r} is not supported; valid: {', '.join(sorted(MODEL_ARG_VALIDATORS))}"
             )
-        if not isinstance(self.model_args, Mapping):
-            raise ConfigError(f"{where}model_args must be a mapping")
-        for key, value in self.model_args.items():
-            if isinstance(value, (list, dict)) or (isinstance(value, str) and _ARG_FORBIDDEN.search(value)):
-                raise ConfigError(
-                    f"{where}model_args {key}={value!r} cannot go through --model_args (k=v,k=v)"
-                )
+        return value
+
+    @field_validator("paper", "model_args", "gen_kwargs", mode="before")
+    @classmethod
+    def _blank_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("paper", mode="before")
+    @classmethod
+    def _paper_keys(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            unknown = sorted(str(k) for k in value if k not in PAPER_KEYS)
+            if unknown:
+                raise ValueError(f"unknown paper key(s) {', '.join(unknown)}; valid: {', '.join(PAPER_KEYS)}")
+        return value
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("tasks must be a non-empty list of task names")
+        unknown = sorted(t for t in value if t not in KNOWN_TASKS)
+        if unknown:
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}; valid: {', '.join(sorted(KNOWN_TASKS))}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"tasks lists a task twice: {list(value)}")
+        return value
+
+    @field_validator("gen_kwargs")
+    @classmethod
+    def _generation_settings(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the backend would reject mid-run (after the model loaded) fails here, by its own rules."""
+        _survive_arg_string("gen_kwargs", value)
+        try:
+            GenerationSettings.from_gen_kwargs(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"gen_kwargs: {exc}") from None
+        return MappingProxyType(dict(value))
+
+    @field_validator("paper", "model_args")
+    @classmethod
+    def _frozen(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        # A loaded config cannot drift from what was validated.
+        return MappingProxyType(dict(value))
+
+    @model_validator(mode="after")
+    def _model_args_valid(self) -> ExperimentConfig:
+        _survive_arg_string("model_args", self.model_args)
         on_cli = sorted(set(self.model_args) & CLI_CONFIG_KEYS)
         if on_cli:
             options = " ".join(f"--{k} ..." for k in on_cli)
-            raise ConfigError(
-                f"{where}model_args {', '.join(on_cli)}: lmms-eval sets these from its command line; "
-                f"drop them here and pass `run_configs.py ... -- {options}`"
+            raise ValueError(
+                f"model_args {', '.join(on_cli)}: lmms-eval sets these from its command line; "
+                f"drop them here and pass `vreason run ... -- {options}`"
             )
         try:
-            MODEL_ARG_VALIDATORS[self.model](self.model_args)
+            args = MODEL_ARG_VALIDATORS[self.model](self.model_args)
         except ArgumentError as exc:
-            raise ConfigError(f"{where}{exc}") from exc
-        if not self.tasks or not all(isinstance(t, str) for t in self.tasks):
-            raise ConfigError(f"{where}tasks must be a non-empty list of task names")
-        unknown_tasks = sorted(t for t in self.tasks if t not in KNOWN_TASKS)
-        if unknown_tasks:
-            raise ConfigError(
-                f"{where}unknown task(s) {', '.join(unknown_tasks)}; valid: {', '.join(sorted(KNOWN_TASKS))}"
-            )
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ConfigError(f"{where}tasks lists a task twice: {list(self.tasks)}")
-        if not isinstance(self.paper, Mapping):
-            raise ConfigError(f"{where}paper must be a mapping of column key -> number")
-        unknown_paper = sorted(k for k in self.paper if k not in PAPER_KEYS)
-        if unknown_paper:
-            raise ConfigError(
-                f"{where}unknown paper key(s) {', '.join(unknown_paper)}; valid: {', '.join(PAPER_KEYS)}"
-            )
-        for key, value in self.paper.items():
-            if not _is_number(value) or not 0 <= value <= 100:
-                raise ConfigError(f"{where}paper {key}={value!r} must be a number in [0, 100] (percent)")
-        if not isinstance(self.gen_kwargs, Mapping):
-            raise ConfigError(f"{where}gen_kwargs must be a mapping")
-        _check_gen_kwargs(self.gen_kwargs, where)
-        for key in ("lr_grid_group", "baseline"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, str) or not _NAME_RE.match(value)):
-                raise ConfigError(f"{where}{key} {value!r} must be a [A-Za-z0-9._+-] name")
-        if self.lr_grid_group is not None and not self.backend_args.vreason:
-            raise ConfigError(
-                f"{where}lr_grid_group needs vreason=true (the lr only matters to the controller)"
-            )
+            raise ValueError(f"model_args: {exc}") from None
+        if self.lr_grid_group is not None and not args.vreason:
+            raise ValueError("lr_grid_group needs vreason=true (the lr only matters to the controller)")
         if self.baseline == self.name:
-            raise ConfigError(f"{where}baseline names the config itself")
-        if self.notes is not None and not isinstance(self.notes, str):
-            raise ConfigError(f"{where}notes must be a string")
-        # Freeze the mappings so a loaded config cannot drift from what was validated.
-        object.__setattr__(self, "model_args", MappingProxyType(dict(self.model_args)))
-        object.__setattr__(self, "paper", MappingProxyType({k: float(v) for k, v in self.paper.items()}))
-        object.__setattr__(self, "gen_kwargs", MappingProxyType(dict(self.gen_kwargs)))
-        object.__setattr__(self, "tasks", tuple(self.tasks))
+            raise ValueError("baseline names the config itself")
+        return self
 
     @property
     def backend_args(self) -> BackendArgs:
@@ -260,12 +249,7 @@ class ExperimentConfig:
     @property
     def leaf_tasks(self) -> tuple[str, ...]:
         """Tasks whose results a complete run holds (groups expanded), in order, without repeats."""
-        out: list[str] = []
-        for task in self.tasks:
-            for leaf in GROUP_MEMBERS.get(task, (task,)):
-                if leaf not in out:
-                    out.append(leaf)
-        return tuple(out)
+        return tuple(dict.fromkeys(leaf for task in self.tasks for leaf in GROUP_MEMBERS.get(task, (task,))))
 
     @property
     def model_args_string(self) -> str:
@@ -312,52 +296,145 @@ class ExperimentConfig:
         return out
 
 
+_FIELDS = tuple(f for f in dataclasses.fields(ExperimentConfig) if f.name != "source")
+TOP_LEVEL_KEYS: tuple[str, ...] = (*(f.name for f in _FIELDS), "lr_grid")
+REQUIRED_KEYS: tuple[str, ...] = tuple(
+    f.name for f in _FIELDS if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+_CONFIG = TypeAdapter(ExperimentConfig)
+
+
+def _where(source: Path | None) -> str:
+    return f"{source}: " if source is not None else ""
+
+
+def _unknown_keys(keys: Iterable[Any]) -> str:
+    return f"unknown top-level key(s) {', '.join(sorted(map(str, keys)))}; valid: {', '.join(TOP_LEVEL_KEYS)}"
+
+
+def _config_error(error: ValidationError, where: str) -> ConfigError:
+    """One line per problem, naming the key: pydantic's errors in the words of this schema."""
+    unknown, missing, problems = [], [], []
+    for item in error.errors(include_url=False):
+        loc, kind = item["loc"], item["type"]
+        if kind in ("unexpected_keyword_argument", "extra_forbidden") and len(loc) == 1:
+            unknown.append(loc[0])
+        elif kind in ("missing", "missing_argument", "missing_keyword_only_argument") and len(loc) == 1:
+            missing.append(str(loc[0]))
+        elif kind == "value_error":  # our validators' messages name their key themselves
+            problems.append(item["msg"].removeprefix("Value error, "))
+        else:
+            key = " ".join([str(loc[0]), ".".join(str(p) for p in loc[1:])]).strip() if loc else "config"
+            problems.append(f"{key}={item['input']!r}: {item['msg']}")
+    parts = [_unknown_keys(unknown)] if unknown else []
+    if missing:
+        parts.append(f"missing required key(s) {', '.join(missing)}")
+    return ConfigError(where + "; ".join(parts + problems))
+
+
 def config_from_mapping(data: Any, *, source: Path | None = None) -> ExperimentConfig:
-    """Build a config from parsed YAML, rejecting unknown and missing top-level keys by name."""
+    """Validate one config (parsed YAML, or a run folder's config copy); errors name the key."""
     where = _where(source)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}a config must be a YAML mapping, got {type(data).__name__}")
-    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL_KEYS)
-    if unknown:
+    if "source" in data:
+        raise ConfigError(where + _unknown_keys(["source"]))
+    if "lr_grid" in data:
         raise ConfigError(
-            f"{where}unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(TOP_LEVEL_KEYS)}"
+            f"{where}an lr_grid expands into several configs: load it with configs_from_mapping"
         )
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise ConfigError(f"{where}missing required key(s) {', '.join(missing)}")
-    tasks = data["tasks"]
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    if not isinstance(tasks, list):
-        raise ConfigError(f"{where}tasks must be a list of task names")
-    return ExperimentConfig(
-        name=data["name"],
-        reproduces=data["reproduces"],
-        paper=data.get("paper") or {},
-        model=data.get("model") or DEFAULT_MODEL,
-        model_args=data["model_args"] if data["model_args"] is not None else {},
-        tasks=tuple(tasks),
-        gen_kwargs=data.get("gen_kwargs") or {},
-        lr_grid_group=data.get("lr_grid_group"),
-        baseline=data.get("baseline"),
-        notes=data.get("notes"),
-        source=source,
-    )
-
-
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate one config file; its ``name`` must equal the file stem (no two truths)."""
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return _CONFIG.validate_python({**data, "source": source})
+    except ValidationError as exc:
+        raise _config_error(exc, where) from None
+
+
+def configs_from_mapping(data: Any, *, source: Path | None = None) -> list[ExperimentConfig]:
+    """The configs one file defines: itself, or one per lr of its ``lr_grid`` (in the grid's order).
+
+    The grid's own fields are validated once, as one config named after the grid; each member is
+    that config with ``model_args.lr`` set, so members cannot differ in anything but the lr.
+    """
+    if not isinstance(data, Mapping) or "lr_grid" not in data:
+        return [config_from_mapping(data, source=source)]
+    where = _where(source)
+    template_data = {k: v for k, v in data.items() if k != "lr_grid"}
+    try:
+        lrs = _LR_GRID.validate_python(data["lr_grid"])
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{where}lr_grid must be a non-empty list of positive learning rates: "
+            + "; ".join(
+                f"lr_grid{''.join(f'[{i}]' for i in e['loc'])}={e['input']!r}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+        ) from None
+    if "lr_grid_group" in template_data:
+        raise ConfigError(f"{where}lr_grid_group is set by lr_grid (to the config's name); drop it")
+    model_args = template_data.get("model_args")
+    if isinstance(model_args, Mapping) and "lr" in model_args:
+        raise ConfigError(
+            f"{where}model_args lr={model_args['lr']!r} next to lr_grid: the grid sets each member's lr; drop it"
+        )
+    template = config_from_mapping(template_data, source=source)
+    if not template.backend_args.vreason:
+        raise ConfigError(f"{where}lr_grid needs vreason=true (the lr only matters to the controller)")
+    seen: dict[str, float] = {}
+    for lr in lrs:
+        label = fmt_lr(lr)
+        if label in seen:
+            raise ConfigError(f"{where}lr_grid lists lr {label} twice (members must differ in their lr)")
+        seen[label] = lr
+    try:
+        return [
+            dataclasses.replace(
+                template,
+                name=f"{template.name}-lr{label}",
+                reproduces=f"{template.reproduces}; this member lr={label}",
+                model_args={**template.model_args, "lr": lr},
+                lr_grid_group=template.name,
+            )
+            for label, lr in seen.items()
+        ]
+    except ValidationError as exc:
+        raise _config_error(exc, where) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    config = config_from_mapping(data, source=path)
-    if path.suffix in (".yaml", ".yml") and config.name != path.stem:
-        raise ConfigError(f"{path}: name {config.name!r} must equal the file name stem {path.stem!r}")
-    return config
+
+
+def load_config_file(path: str | Path) -> list[ExperimentConfig]:
+    """Read and validate one config file (one config, or an lr grid's members).
+
+    Its ``name`` must equal the file stem (no two truths). ``lr_grid_group`` is refused here: a
+    grid is written as ``lr_grid``, so hand-made members that could drift apart cannot exist.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if isinstance(data, Mapping) and "lr_grid_group" in data:
+        raise ConfigError(
+            f"{path}: lr_grid_group is not written in a config file; list the learning rates as "
+            "lr_grid: [...] in one file instead"
+        )
+    configs = configs_from_mapping(data, source=path)
+    name = configs[0].lr_grid_group or configs[0].name
+    if path.suffix in (".yaml", ".yml") and name != path.stem:
+        raise ConfigError(f"{path}: name {name!r} must equal the file name stem {path.stem!r}")
+    return configs
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a file holding one config (not an lr grid)."""
+    configs = load_config_file(path)
+    if len(configs) != 1 or configs[0].lr_grid_group is not None:
+        raise ConfigError(f"{path}: holds an lr grid of {len(configs)} configs; use load_configs")
+    return configs[0]
 
 
 def resolve_config_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -384,10 +461,9 @@ def resolve_config_paths(patterns: Iterable[str | Path]) -> list[Path]:
 
 
 def check_config_set(configs: Sequence[ExperimentConfig]) -> None:
-    """Checks that need the whole set: unique names, and lr-grid groups that vary only the lr.
+    """Checks that need the whole set: config names are unique and no grid is named like a config.
 
-    A grid member that silently differed in another argument would make "best over lr grid" a
-    selection over more than the learning rate, so that is an error here, not a surprise later.
+    Both would make two rows of the collated table (or two output folders) one.
     """
     by_name: dict[str, ExperimentConfig] = {}
     for config in configs:
@@ -396,46 +472,29 @@ def check_config_set(configs: Sequence[ExperimentConfig]) -> None:
                 f"two configs are named {config.name!r}: {by_name[config.name].source} and {config.source}"
             )
         by_name[config.name] = config
-    groups: dict[str, list[ExperimentConfig]] = {}
     for config in configs:
-        if config.lr_grid_group is not None:
-            if config.lr_grid_group in by_name:
-                raise ConfigError(f"lr_grid_group {config.lr_grid_group!r} is also a config name")
-            groups.setdefault(config.lr_grid_group, []).append(config)
-    for label, members in groups.items():
-        first = members[0]
-        reference = {k: v for k, v in first.backend_args.model_dump().items() if k != "lr"}
-        seen_lrs: dict[float, str] = {}
-        for member in members:
-            values = {k: v for k, v in member.backend_args.model_dump().items() if k != "lr"}
-            if (
-                values != reference
-                or member.tasks != first.tasks
-                or dict(member.gen_kwargs) != dict(first.gen_kwargs)
-            ):
-                raise ConfigError(
-                    f"lr_grid_group {label!r}: {member.name} differs from {first.name} in more than the lr"
-                )
-            if dict(member.paper) != dict(first.paper):
-                raise ConfigError(
-                    f"lr_grid_group {label!r}: {member.name} and {first.name} quote different paper numbers"
-                )
-            lr = member.backend_args.lr
-            if lr in seen_lrs:
-                raise ConfigError(
-                    f"lr_grid_group {label!r}: {member.name} and {seen_lrs[lr]} both use lr={lr}"
-                )
-            seen_lrs[lr] = member.name
+        if config.lr_grid_group is not None and config.lr_grid_group in by_name:
+            raise ConfigError(f"lr_grid_group {config.lr_grid_group!r} is also a config name")
 
 
 def load_configs(patterns: Iterable[str | Path]) -> list[ExperimentConfig]:
-    """Load every config the patterns name and check the set; raises on the first problem."""
-    configs = [load_config(path) for path in resolve_config_paths(patterns)]
+    """Load every config the patterns name (grids expanded) and check the set; raises on the first problem."""
+    configs = [config for path in resolve_config_paths(patterns) for config in load_config_file(path)]
     check_config_set(configs)
     return configs
 
 
-def write_config_copy(config: ExperimentConfig, path: Path) -> None:
+def write_config_copy(config: ExperimentConfig, run_dir: Path) -> Path:
     """Store the config beside its results, so a run folder explains itself to the collation tool."""
+    path = run_dir / CONFIG_COPY_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def read_config_copy(run_dir: Path) -> ExperimentConfig | None:
+    """The config copy of a run folder; None when it has none. A broken copy raises :class:`ConfigError`."""
+    path = run_dir / CONFIG_COPY_NAME
+    if not path.is_file():
+        return None
+    return config_from_mapping(_read_yaml(path), source=path)

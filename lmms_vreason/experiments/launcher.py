@@ -1,37 +1,42 @@
-"""Run experiment configs through lmms-eval, one output folder per config, resumably.
+"""Run experiment configs through lmms-eval, one output folder per config, resumably (``vreason run``).
 
-Each config becomes one lmms-eval invocation (``accelerate launch -m lmms_eval ...`` for data
-parallel over N GPUs, or plain ``lmms-eval ...``) writing to ``<output_root>/<config name>``. A
-config whose folder already holds a results JSON covering all its tasks, produced with the same
-model arguments, generation overrides and ``--limit``, is skipped, so a sweep of ~90 runs can be
-interrupted and restarted. lmms-eval exits 0 even when a run fails, so success is judged by the
-files it wrote, never by its exit code.
+Each config (each lr of an lr grid) becomes one lmms-eval invocation (``accelerate launch -m
+lmms_eval ...`` for data parallel over N GPUs, or plain ``lmms-eval ...``) writing to
+``<output_root>/<config name>``. A config whose folder already holds a results JSON covering all
+its tasks, produced with the same model arguments, generation overrides and ``--limit``, is
+skipped, so a sweep of ~90 runs can be interrupted and restarted. lmms-eval exits 0 even when a
+run fails, so success is judged by the files it wrote (read by :mod:`lmms_vreason.analysis.runs`),
+never by its exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import fnmatch
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from lmms_vreason.experiments.configs import ConfigError, ExperimentConfig, load_configs, write_config_copy
+from lmms_vreason.analysis.runs import ResultsFile, read_results
+from lmms_vreason.cli import HelpFormatter, prog
+from lmms_vreason.experiments.configs import (
+    ConfigError,
+    ExperimentConfig,
+    load_configs,
+    write_config_copy,
+)
 from lmms_vreason.lmms.task_registry import task_dir
 
 LauncherKind = Literal["plain", "accelerate"]
 LAUNCHERS: tuple[str, ...] = ("accelerate", "plain")
-CONFIG_COPY_NAME = "vreason_experiment.yaml"
-"""The config, as run, stored in its output folder (read back by the collation tool)."""
 LOG_NAME = "lmms_eval.log"
-RESULTS_GLOB = "**/*_results.json"
 
 RESERVED_ARGS = frozenset(
     {"--model", "--model_args", "--tasks", "--gen_kwargs", "--output_path", "--limit", "--include_path"}
@@ -46,7 +51,7 @@ Runner = Callable[[Sequence[str], Path, Mapping[str, str]], int]
 def console_script(name: str) -> str:
     """This interpreter's own ``name`` script (``.venv/bin/lmms-eval``), else ``name`` from PATH.
 
-    Running ``.venv/bin/python scripts/run_configs.py`` without activating the venv must not pick
+    Running ``.venv/bin/vreason run`` without activating the venv must not pick
     up another environment's lmms-eval or accelerate (or none at all).
     """
     candidate = Path(sys.executable).parent / name
@@ -190,38 +195,13 @@ def _canonical(value: Any) -> str:
     return repr(float(number))
 
 
-def iter_results_files(output_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every readable lmms-eval results JSON under a run folder, oldest first.
-
-    lmms-eval names them ``<model>/<date>_results.json``; the date prefix orders them (file times
-    do not survive copies), the modification time only breaks ties.
-    """
-    paths = sorted(output_dir.glob(RESULTS_GLOB), key=lambda p: (p.name, p.stat().st_mtime))
-    for path in paths:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("results"), dict):
-            yield path, data
-
-
-def _has_metric(entry: Any) -> bool:
-    return isinstance(entry, dict) and any(
-        "," in key and "_stderr" not in key and isinstance(value, (int, float))
-        for key, value in entry.items()
-    )
-
-
-def results_match(config: ExperimentConfig, data: Mapping[str, Any], limit: float | None) -> str | None:
-    """Why a results JSON does not belong to this config and limit, or None when it does."""
-    run_config = data.get("config") or {}
-    if _parse_arg_string(run_config.get("model_args")) != _parse_arg_string(config.model_args_string):
+def results_match(config: ExperimentConfig, results: ResultsFile, limit: float | None) -> str | None:
+    """Why a results file does not belong to this config and limit, or None when it does."""
+    if _parse_arg_string(results.config.get("model_args")) != _parse_arg_string(config.model_args_string):
         return "model_args differ"
-    if _parse_arg_string(run_config.get("gen_kwargs")) != _parse_arg_string(config.gen_kwargs_string):
+    if _parse_arg_string(results.config.get("gen_kwargs")) != _parse_arg_string(config.gen_kwargs_string):
         return "gen_kwargs differ"
-    recorded = run_config.get("limit")
-    recorded = None if recorded in (None, -1, -1.0) else float(recorded)
+    recorded = results.limit
     if recorded != limit:
         made = "all samples" if recorded is None else f"--limit {recorded:g}"
         wanted = "all samples" if limit is None else f"--limit {limit:g}"
@@ -246,14 +226,14 @@ def completion_status(
         return False, "no output yet"
     covered: set[str] = set()
     stale: list[str] = []
-    for path, data in iter_results_files(output_dir):
-        if path in ignore:
+    for results in read_results(output_dir):
+        if results.path in ignore:
             continue
-        mismatch = results_match(config, data, limit)
+        mismatch = results_match(config, results, limit)
         if mismatch:
-            stale.append(f"{path.name}: {mismatch}")
+            stale.append(f"{results.path.name}: {mismatch}")
             continue
-        covered.update(task for task, entry in data["results"].items() if _has_metric(entry))
+        covered.update(results.tasks_with_metrics())
     missing = [task for task in config.leaf_tasks if task not in covered]
     if not missing:
         return True, "complete"
@@ -373,11 +353,11 @@ def run_configs(
             outcomes.append(RunOutcome(name, "planned", reason=reason))
             continue
         log_path = plan.output_dir / LOG_NAME
-        write_config_copy(plan.config, plan.output_dir / CONFIG_COPY_NAME)
+        write_config_copy(plan.config, plan.output_dir)
         note = f", {plan.num_processes} process(es)" if options.launcher == "accelerate" else ""
         progress.line(index, name, f"running ({reason}{note}; log {log_path})")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        before = frozenset(plan.output_dir.glob(RESULTS_GLOB))
+        before = frozenset(r.path for r in read_results(plan.output_dir))
         start = time.monotonic()
         rc = runner(plan.command, log_path, env)
         seconds = time.monotonic() - start
@@ -405,15 +385,22 @@ def run_configs(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="run_configs.py",
-        description="Run model_configs/*.yaml through lmms-eval, one output folder per config, resumably.",
+        prog=prog("run"),
+        description=__doc__,
         epilog="Arguments after `--` go to lmms-eval unchanged, e.g. `-- --verbosity DEBUG`.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("configs", nargs="+", help="config files, directories or (quoted) globs")
     parser.add_argument(
-        "--output-root", default="runs", help="folder holding one subfolder per config (default: runs)"
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only configs whose name matches this fnmatch pattern, e.g. one lr of a grid "
+        "(repeatable; default: all)",
     )
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="accelerate", help="default: accelerate")
+    parser.add_argument("--output-root", default="runs", help="folder holding one subfolder per config")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="accelerate", help="how to start lmms-eval")
     parser.add_argument(
         "--num-processes",
         type=int,
@@ -426,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--include-path",
         default="auto",
-        help="lmms-eval --include_path for the task pack; 'auto' (default): lmms_vreason.tasks; 'none': omit",
+        help="lmms-eval --include_path for the task pack; 'auto': lmms_vreason.tasks; 'none': omit",
     )
     parser.add_argument(
         "--limit", type=float, default=None, help="lmms-eval --limit (testing only; part of resume)"
@@ -448,6 +435,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def select(configs: Sequence[ExperimentConfig], patterns: Sequence[str]) -> list[ExperimentConfig]:
+    """The configs whose name matches any of the fnmatch ``patterns`` (all without patterns)."""
+    if not patterns:
+        return list(configs)
+    chosen = [c for c in configs if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    if not chosen:
+        raise ConfigError(f"--only {' '.join(patterns)} matches none of the {len(configs)} configs")
+    return chosen
+
+
 def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
     """CLI entry point; returns 0 when every config is done or skipped, 1 on a failure, 2 on bad input."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -465,7 +462,7 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
     elif include.lower() == "none":
         include = None
     try:
-        configs = load_configs(args.configs)
+        configs = select(load_configs(args.configs), args.only)
         options = LaunchOptions(
             output_root=Path(args.output_root),
             launcher=args.launcher,

@@ -354,6 +354,8 @@ class Qwen2_5_VL_VReason(lmms):
             run=self.run_label,
             vreason=self.vreason.controls,
             lite=self.vreason.prunes,
+            ema_beta=self.vreason.ema_beta,
+            objective=self.vreason.objective,
             entropy=s.entropy[b, :n_out].tolist(),
             ema=s.ema[b, :n_out].tolist(),
             alpha=[int(a) for a in s.alpha[b, :n_out].tolist()],

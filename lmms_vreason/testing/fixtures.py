@@ -10,7 +10,7 @@ question has a true answer). The layout is the one ``VREASON_EVAL_ROOT`` expects
     OUT_DIR/eval_vsibench.json ... OUT_DIR/eval_videomme.json
     OUT_DIR/Evaluation/<Benchmark>/clip.mp4        (records say "./Evaluation/<Benchmark>/clip.mp4")
 
-Usage: ``python -m lmms_vreason.testing.fixtures OUT_DIR [--seed N] [--missing-video]``, or import
+Usage: ``vreason fixtures OUT_DIR [--seed N] [--missing-video]``, or import
 :func:`make_fixture_bench`. The output depends only on the seed. ``--missing-video`` makes the first
 MMVU record point at a video that is not written, to exercise the backend's media-error path.
 """
@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import av
 import numpy as np
+
+from lmms_vreason.cli import HelpFormatter, prog
 
 FRAMES = 48
 SIZE = 64
@@ -183,9 +185,11 @@ def make_fixture_bench(out_dir: str | Path, seed: int = 0, missing_video: bool =
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog("fixtures"), description=__doc__, formatter_class=HelpFormatter
+    )
     parser.add_argument("out_dir", type=Path, help="folder to write (use it as VREASON_EVAL_ROOT)")
-    parser.add_argument("--seed", type=int, default=0, help="the output depends only on this (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="the output depends only on this")
     parser.add_argument(
         "--missing-video", action="store_true", help=f"first MMVU record points at {MISSING_VIDEO}"
     )

@@ -9,7 +9,7 @@ a seed. Two vocabularies:
   where vocabulary size matters (entropy over the full vocabulary, the decode benchmark).
 * ``small``: 256 byte-level tokens plus the same special tokens (fast tests).
 
-Usage: ``python -m lmms_vreason.testing.tiny DIR [--vocab small|real] [--seed 0] [--layers 4]``.
+Usage: ``vreason tiny DIR [--vocab small|real] [--seed 0] [--layers 4]``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from lmms_vreason.cli import HelpFormatter, prog
 
 QWEN25_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -257,14 +259,12 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m lmms_vreason.testing.tiny", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog=prog("tiny"), description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("out_dir", help="directory to write the checkpoint to")
-    parser.add_argument("--vocab", choices=("small", "real"), default="small")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layers", type=int, default=TinySpec.layers)
-    parser.add_argument("--hidden", type=int, default=TinySpec.hidden)
+    parser.add_argument("--vocab", choices=("small", "real"), default="small", help="tokenizer vocabulary")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--layers", type=int, default=TinySpec.layers, help="decoder layers")
+    parser.add_argument("--hidden", type=int, default=TinySpec.hidden, help="hidden size")
     args = parser.parse_args(argv)
     spec = TinySpec(vocab=args.vocab, seed=args.seed, layers=args.layers, hidden=args.hidden)
     path = build_tiny_model(args.out_dir, spec)

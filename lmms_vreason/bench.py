@@ -11,8 +11,8 @@ Prints one JSON object (``--json``) or a table: ``base_ms_per_token``, ``generat
 On CUDA, peak memory is ``torch.cuda.max_memory_allocated``; on the CPU it is the peak resident set
 size sampled every millisecond minus the process's size before the model was built.
 
-Example: ``python scripts/bench_decode.py --json`` or
-``python scripts/bench_decode.py --model-dir /path/to/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16``.
+Example: ``vreason bench --json`` or
+``vreason bench --model-dir /path/to/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 import torch
 
+from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.core.decode import DecodeOutput, decode
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
@@ -138,21 +139,23 @@ def timed(fn: Callable[[], DecodeOutput], repeats: int, device: torch.device, ba
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog("bench"), description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model-dir", help="a real Qwen2.5-VL checkpoint instead of the synthetic config")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
+    )
     parser.add_argument(
         "--dtype", choices=sorted(DTYPES), default=None, help="default: bfloat16 on cuda, float32 on cpu"
     )
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--intermediate", type=int, default=None)
-    parser.add_argument("--vocab", type=int, default=151_936)
-    parser.add_argument("--video-tokens", type=int, default=128)
-    parser.add_argument("--text-tokens", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=8, help="decoder layers of the synthetic model")
+    parser.add_argument("--hidden", type=int, default=512, help="hidden size of the synthetic model")
+    parser.add_argument("--intermediate", type=int, default=None, help="MLP size (default: 5.29 * hidden)")
+    parser.add_argument("--vocab", type=int, default=151_936, help="vocabulary size of the synthetic model")
+    parser.add_argument("--video-tokens", type=int, default=128, help="video tokens in the prompt")
+    parser.add_argument("--text-tokens", type=int, default=64, help="text tokens in the prompt")
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens decoded per run")
     parser.add_argument("--batch", type=int, default=1, help="samples decoded together (ms are per step)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--keep-denormals",
