@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("lmms_vreason.experiments.launcher", "run experiment configs through lmms-eval, resumably"),
+    "grid-score": ("lmms_vreason.lmms.grid_score", "score every lr of a one-pass lr-grid run (lr_grid=...)"),
     "collate": ("lmms_vreason.experiments.collate", "print run folders as the paper's Table 1"),
     "compare": ("lmms_vreason.analysis.compare", "compare two runs doc by doc; optional regression gate"),
     "plot": ("lmms_vreason.analysis.plots", "plot the paper's entropy/alpha figures from telemetry"),

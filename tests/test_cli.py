@@ -27,6 +27,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert set(SUBCOMMANDS) == {
         "run",
+        "grid-score",
         "collate",
         "compare",
         "plot",

@@ -178,11 +178,12 @@ def test_accelerate_command_and_model_parallel_runs_one_process(tmp_path: Path) 
         output_root=tmp_path, launcher="accelerate", num_processes=4, main_process_port=29511
     )
     plan = build_plan(make_config("a", tasks=ALL_TASKS), options)
-    assert plan.command[:8] == (
+    assert plan.command[:9] == (
         "accelerate",
         "launch",
         "--num_processes",
         "4",
+        "--multi_gpu",
         "--main_process_port",
         "29511",
         "-m",
@@ -203,7 +204,10 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path: Path, capsys: pytest
     argv = [str(folder), "--dry-run", "--launcher", "accelerate", "--num-processes", "2"]
     assert main([*argv, "--output-root", str(tmp_path / "runs")], runner=no_runner) == 0
     out = capsys.readouterr().out
-    assert out.count("accelerate launch --num_processes 2 -m lmms_eval --model qwen2_5_vl_vreason") == 2
+    assert (
+        out.count("accelerate launch --num_processes 2 --multi_gpu -m lmms_eval --model qwen2_5_vl_vreason")
+        == 2
+    )
     assert out.startswith("# c1") and "bin/accelerate launch" in out  # this venv's, not PATH's
     assert "lr=0.0001" in out and str(tmp_path / "runs" / "c2") in out
     assert not (tmp_path / "runs").exists()
@@ -328,3 +332,69 @@ def test_lr_grid_runs_one_lmms_eval_per_member_and_collates_as_one_row(
     assert collate_main([str(tmp_path / "runs"), "--format", "csv"]) == 0
     rows = {r["row"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert set(rows) == {"g", "c1"} and rows["g"]["kind"] == "lr_grid" and rows["g"]["n_lrs"] == "2"
+
+
+def test_one_pass_grid_runs_once_scores_per_lr_and_fans_out(
+    tmp_path: Path, fake_lmms_eval: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both members pending: one lmms-eval run with lr_grid=..., then the per-lr scorer; each member's
+    folder gets its lr's results and config copy, so resume and collation see separate runs."""
+    from lmms_vreason.experiments.launcher import GRID_RUNS
+    from lmms_vreason.lmms.grid_score import single_lr_model_args
+
+    grid = {**config_dict("g"), "lr_grid": [1.0e-4, 2.0e-4]}
+    folder = write_config_files(tmp_path, [grid])
+    seen: list[list[str]] = []
+
+    def runner(command, log_path: Path, env) -> int:
+        seen.append(list(command))
+        if command[0] == "lmms-eval":  # the real fake: writes the grid run's own results
+            return os.spawnvpe(os.P_WAIT, command[0], list(command), {**os.environ, **env})
+        # the scorer: one lmms-eval output folder per lr, as lmms_vreason.lmms.grid_score writes them
+        grid_dir = Path(command[-1])
+        [own] = [p for p in grid_dir.rglob("*_results.json") if "lr_grid" not in p.parts]
+        data = json.loads(own.read_text())
+        for lr, label in ((1.0e-4, "1e-4"), (2.0e-4, "2e-4")):
+            out = grid_dir / "lr_grid" / f"lr{label}" / own.parent.name
+            out.mkdir(parents=True)
+            args = single_lr_model_args(data["config"]["model_args"], lr)
+            (out / "20260101_000000_results.json").write_text(
+                json.dumps({**data, "config": {**data["config"], "model_args": args}})
+            )
+        return 0
+
+    argv = plain_argv(folder, tmp_path)
+    assert main(argv, runner=runner) == 0
+    assert [c[0] for c in seen] == ["lmms-eval", sys.executable]
+    model_args = seen[0][seen[0].index("--model_args") + 1].split(",")
+    assert "lr_grid=0.0001:0.0002" in model_args and not any(a.startswith("lr=") for a in model_args)
+    assert seen[0][seen[0].index("--output_path") + 1] == str(
+        (tmp_path / "runs" / GRID_RUNS / "g").absolute()
+    )
+    out = capsys.readouterr().out
+    assert "running one pass for 2 lrs" in out and "g-lr1e-4 ... done" in out and "g-lr2e-4 ... done" in out
+    for name, lr in (("g-lr1e-4", 1.0e-4), ("g-lr2e-4", 2.0e-4)):
+        copy = yaml.safe_load((tmp_path / "runs" / name / CONFIG_COPY_NAME).read_text())
+        assert copy["model_args"]["lr"] == lr and copy["lr_grid_group"] == "g"
+    assert main(argv, runner=runner) == 0 and len(seen) == 2  # resumed: nothing reruns
+    assert "skipped (complete)" in capsys.readouterr().out
+    assert collate_main([str(tmp_path / "runs"), "--format", "csv"]) == 0
+    rows = {r["row"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(rows) == {"g"} and rows["g"]["kind"] == "lr_grid" and rows["g"]["n_lrs"] == "2"
+
+
+def test_grid_mode_separate_runs_one_lmms_eval_per_lr(tmp_path: Path, fake_lmms_eval: Path) -> None:
+    grid = {**config_dict("g"), "lr_grid": [1.0e-4, 2.0e-4, 3.0e-4]}
+    folder = write_config_files(tmp_path, [grid])
+    assert main([*plain_argv(folder, tmp_path), "--grid-mode", "separate"]) == 0
+    calls = calls_of(fake_lmms_eval)
+    assert len(calls) == 3 and all("lr_grid" not in c[c.index("--model_args") + 1] for c in calls)
+
+
+def test_accelerate_asks_for_several_processes_explicitly(tmp_path: Path) -> None:
+    """Without --multi_gpu accelerate starts one process unless several GPUs are visible."""
+    options = LaunchOptions(output_root=tmp_path, num_processes=2)
+    plan = build_plan(make_config("a"), options)
+    assert plan.command[:5] == ("accelerate", "launch", "--num_processes", "2", "--multi_gpu")
+    one = build_plan(make_config("a"), LaunchOptions(output_root=tmp_path, num_processes=1))
+    assert "--multi_gpu" not in one.command

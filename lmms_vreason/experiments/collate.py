@@ -34,11 +34,11 @@ from lmms_vreason.analysis.runs import read_results
 from lmms_vreason.analysis.tables import markdown_table
 from lmms_vreason.benchmarks import AVG_METRIC, AVG_WO_MRA_METRIC, TABLE1_COLUMNS
 from lmms_vreason.cli import HelpFormatter, prog
+from lmms_vreason.core.settings import lr_label
 from lmms_vreason.experiments.configs import (
     PAPER_KEYS,
     ConfigError,
     ExperimentConfig,
-    fmt_lr,
     load_configs,
     read_config_copy,
 )
@@ -135,12 +135,16 @@ def read_run(run_dir: Path, config: ExperimentConfig | None = None) -> RunResult
 
 
 def read_runs(run_root: Path, configs: Iterable[ExperimentConfig] = ()) -> list[RunResult]:
-    """Every run folder directly under ``run_root`` that holds results, sorted by name."""
+    """Every run folder directly under ``run_root`` that holds results, sorted by name.
+
+    Dot folders are not runs (the launcher keeps its one-pass lr-grid runs in ``.lr_grid``; their
+    results reach the members' own folders).
+    """
     if not run_root.is_dir():
         raise FileNotFoundError(f"run root {run_root} is not a directory")
     by_name = {c.name: c for c in configs}
     runs: list[RunResult] = []
-    for run_dir in sorted(p for p in run_root.iterdir() if p.is_dir()):
+    for run_dir in sorted(p for p in run_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         run = read_run(run_dir, by_name.get(run_dir.name))
         if run is not None:
             runs.append(run)
@@ -203,7 +207,7 @@ def row_from_run(run: RunResult) -> Row:
 
 
 def _lr_text(run: RunResult) -> str:
-    return fmt_lr(run.lr) if run.lr is not None else run.name
+    return lr_label(run.lr) if run.lr is not None else run.name
 
 
 def best_over_grid(label: str, members: Sequence[RunResult]) -> Row:

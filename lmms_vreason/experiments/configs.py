@@ -58,7 +58,7 @@ from lmms_vreason.benchmarks import (
     TABLE1_COLUMNS,
     VSI_GROUP_TASK,
 )
-from lmms_vreason.core.settings import GenerationSettings
+from lmms_vreason.core.settings import GenerationSettings, lr_label
 from lmms_vreason.lmms.args import CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
 
 DEFAULT_MODEL = "qwen2_5_vl_vreason"
@@ -106,13 +106,6 @@ def format_arg_value(value: Any) -> str:
 def format_arg_string(args: Mapping[str, Any]) -> str:
     """``{a: 1, b: true}`` -> ``a=1,b=true``, the form of ``--model_args`` / ``--gen_kwargs``."""
     return ",".join(f"{key}={format_arg_value(value)}" for key, value in args.items() if value is not None)
-
-
-def fmt_lr(lr: float) -> str:
-    """``0.00015`` -> ``1.5e-4``: the spelling of lr grid member names (``...-lr1.5e-4``)."""
-    mantissa, exponent = f"{lr:.6e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
 
 
 def _survive_arg_string(what: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -381,7 +374,7 @@ def configs_from_mapping(data: Any, *, source: Path | None = None) -> list[Exper
         raise ConfigError(f"{where}lr_grid needs vreason=true (the lr only matters to the controller)")
     seen: dict[str, float] = {}
     for lr in lrs:
-        label = fmt_lr(lr)
+        label = lr_label(lr)
         if label in seen:
             raise ConfigError(f"{where}lr_grid lists lr {label} twice (members must differ in their lr)")
         seen[label] = lr

@@ -1,8 +1,12 @@
 """Run experiment configs through lmms-eval, one output folder per config, resumably (``vreason run``).
 
-Each config (each lr of an lr grid) becomes one lmms-eval invocation (``accelerate launch -m
-lmms_eval ...`` for data parallel over N GPUs, or plain ``lmms-eval ...``) writing to
-``<output_root>/<config name>``. A config whose folder already holds a results JSON covering all
+Each config becomes one lmms-eval invocation (``accelerate launch -m lmms_eval ...`` for data
+parallel over N GPUs, or plain ``lmms-eval ...``) writing to ``<output_root>/<config name>``. The
+members of an lr grid run together by default (``--grid-mode one-pass``): one lmms-eval run with
+``lr_grid=...`` decodes every request once per lr after one prefill (``<output_root>/.lr_grid/<grid>``),
+``vreason grid-score`` scores every lr with the tasks' own code, and each member's folder receives its
+lr's results, so collation and resume see the members exactly as separate runs
+(``--grid-mode separate`` runs them one by one). A config whose folder already holds a results JSON covering all
 its tasks, produced with the same model arguments, generation overrides and ``--limit``, is
 skipped, so a sweep of ~90 runs can be interrupted and restarted. lmms-eval exits 0 even when a
 run fails, so success is judged by the files it wrote (read by :mod:`lmms_vreason.analysis.runs`),
@@ -12,6 +16,7 @@ never by its exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import os
 import shlex
@@ -26,17 +31,23 @@ from typing import Any, Literal, TextIO
 
 from lmms_vreason.analysis.runs import ResultsFile, read_results
 from lmms_vreason.cli import HelpFormatter, prog
+from lmms_vreason.core.settings import lr_label
 from lmms_vreason.experiments.configs import (
     ConfigError,
     ExperimentConfig,
     load_configs,
     write_config_copy,
 )
+from lmms_vreason.lmms.grid_score import GRID_DIR
 from lmms_vreason.lmms.task_registry import task_dir
 
 LauncherKind = Literal["plain", "accelerate"]
 LAUNCHERS: tuple[str, ...] = ("accelerate", "plain")
+GridMode = Literal["one-pass", "separate"]
+GRID_MODES: tuple[str, ...] = ("one-pass", "separate")
 LOG_NAME = "lmms_eval.log"
+GRID_RUNS = ".lr_grid"
+"""Folder under the output root holding the one-pass grid runs (a dot folder: collation skips it)."""
 
 RESERVED_ARGS = frozenset(
     {"--model", "--model_args", "--tasks", "--gen_kwargs", "--output_path", "--limit", "--include_path"}
@@ -91,8 +102,11 @@ class LaunchOptions:
     dry_run: bool = False
     verbose: bool = False
     fail_fast: bool = False
+    grid_mode: GridMode = "one-pass"
 
     def __post_init__(self) -> None:
+        if self.grid_mode not in GRID_MODES:
+            raise ValueError(f"grid_mode must be one of {GRID_MODES}, got {self.grid_mode!r}")
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
         if self.num_processes < 1:
@@ -151,19 +165,58 @@ def lmms_eval_args(config: ExperimentConfig, output_dir: Path, options: LaunchOp
     return args + list(options.extra_args)
 
 
-def build_plan(config: ExperimentConfig, options: LaunchOptions) -> RunPlan:
+def build_plan(config: ExperimentConfig, options: LaunchOptions, output_dir: Path | None = None) -> RunPlan:
     """The command for one config. A model sharded with ``device_map`` always runs as one process."""
-    output_dir = output_dir_for(config, options)
+    output_dir = output_dir or output_dir_for(config, options)
     args = lmms_eval_args(config, output_dir, options)
     nproc = 1 if config.model_parallel else options.num_processes
     if options.launcher == "plain":
         command = [options.lmms_eval_bin, *args]
     else:
         command = [options.accelerate_bin, "launch", "--num_processes", str(nproc)]
+        if nproc > 1:  # without it accelerate starts one process unless several GPUs are visible
+            command.append("--multi_gpu")
         if options.main_process_port is not None:
             command += ["--main_process_port", str(options.main_process_port)]
         command += ["-m", "lmms_eval", *args]
     return RunPlan(config=config, output_dir=output_dir, command=tuple(command), num_processes=nproc)
+
+
+def one_pass_config(label: str, members: Sequence[ExperimentConfig]) -> ExperimentConfig:
+    """The single lmms-eval run that decodes every member's lr side by side (``lr_grid=a:b:...``)."""
+    first = members[0]
+    model_args = {k: v for k, v in first.model_args.items() if k != "lr"}
+    model_args["lr_grid"] = ":".join(repr(float(m.lr)) for m in members)  # type: ignore[arg-type]
+    return dataclasses.replace(first, name=label, model_args=model_args, lr_grid_group=None, source=None)
+
+
+def grid_groups(
+    configs: Sequence[ExperimentConfig], options: LaunchOptions
+) -> list[ExperimentConfig | tuple[str, tuple[ExperimentConfig, ...]]]:
+    """The configs in order, the members of each lr grid gathered into one ``(label, members)`` item
+    where they run in one pass (members already complete stay out unless ``force``)."""
+    if options.grid_mode == "separate":
+        return list(configs)
+    limit = options.effective_limit
+    pending: dict[str, list[ExperimentConfig]] = {}
+    for config in configs:
+        group = config.lr_grid_group
+        if group is not None and (
+            options.force or not completion_status(config, output_dir_for(config, options), limit)[0]
+        ):
+            pending.setdefault(group, []).append(config)
+    items: list[ExperimentConfig | tuple[str, tuple[ExperimentConfig, ...]]] = []
+    placed: set[str] = set()
+    for config in configs:
+        group = config.lr_grid_group
+        if group is None or len(pending.get(group, ())) < 2:
+            items.append(config)
+        elif group not in placed:
+            items.append((group, tuple(pending[group])))
+            placed.add(group)
+        elif config not in pending[group]:
+            items.append(config)  # complete: reported as skipped
+    return items
 
 
 # ----------------------------------------------------------------------------- completeness
@@ -336,10 +389,28 @@ def run_configs(
 
     progress = Progress(total=len(configs), stream=stream)
     limit = options.effective_limit
-    plans = [build_plan(config, options) for config in configs]
+    items = grid_groups(configs, options)
     outcomes: list[RunOutcome] = []
-    to_run = sum(1 for p in plans if options.force or not completion_status(p.config, p.output_dir, limit)[0])
-    for index, plan in enumerate(plans, start=1):
+    to_run = sum(
+        1
+        for item in items
+        if isinstance(item, tuple)
+        or options.force
+        or not completion_status(item, output_dir_for(item, options), limit)[0]
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    index = 0
+    for item in items:
+        if isinstance(item, tuple):
+            label, members = item
+            outcomes += _run_grid(label, members, options, runner, progress, index, env)
+            index += len(members)
+            to_run -= 1
+            if options.fail_fast and any(o.status == "failed" for o in outcomes):
+                break
+            continue
+        index += 1
+        plan = build_plan(item, options)
         name = plan.config.name
         complete, reason = completion_status(plan.config, plan.output_dir, limit)
         if complete and not options.force:
@@ -356,7 +427,6 @@ def run_configs(
         write_config_copy(plan.config, plan.output_dir)
         note = f", {plan.num_processes} process(es)" if options.launcher == "accelerate" else ""
         progress.line(index, name, f"running ({reason}{note}; log {log_path})")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         before = frozenset(r.path for r in read_results(plan.output_dir))
         start = time.monotonic()
         rc = runner(plan.command, log_path, env)
@@ -377,6 +447,57 @@ def run_configs(
     counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("done", "skipped", "failed", "planned")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     stream.write(f"{summary or 'nothing to do'} in {_fmt_seconds(time.monotonic() - progress.started)}\n")
+    return outcomes
+
+
+def _run_grid(
+    label: str,
+    members: Sequence[ExperimentConfig],
+    options: LaunchOptions,
+    runner: Runner,
+    progress: Progress,
+    index: int,
+    env: Mapping[str, str],
+) -> list[RunOutcome]:
+    """One lmms-eval run for all ``members`` (one prefill per request), scored per lr, fanned out
+    into the members' own folders."""
+    limit = options.effective_limit
+    grid_dir = (options.output_root / GRID_RUNS / label).absolute()
+    plan = build_plan(one_pass_config(label, members), options, grid_dir)
+    score = (sys.executable, "-m", "lmms_vreason.lmms.grid_score", str(grid_dir))
+    names = ", ".join(m.name for m in members)
+    if options.dry_run:
+        progress.stream.write(
+            f"# {label}: one pass for {names}; writes {grid_dir}\n{plan.shell}\n{shlex.join(score)}\n"
+        )
+        return [RunOutcome(m.name, "planned", reason="one-pass lr grid") for m in members]
+    log_path = grid_dir / LOG_NAME
+    progress.line(index + 1, label, f"running one pass for {len(members)} lrs ({names}; log {log_path})")
+    if grid_dir.exists():  # a new pass: old per-lr results must not be mistaken for this one's
+        shutil.rmtree(grid_dir)
+    write_config_copy(plan.config, grid_dir)
+    start = time.monotonic()
+    rc = runner(plan.command, log_path, env)
+    if rc == 0 and read_results(grid_dir):
+        rc = runner(score, log_path, env)
+    seconds = time.monotonic() - start
+    progress.durations.append(seconds)
+    outcomes = []
+    for offset, member in enumerate(members, start=1):
+        member_dir = output_dir_for(member, options)
+        source = grid_dir / GRID_DIR / f"lr{lr_label(float(member.lr))}"  # type: ignore[arg-type]
+        before = frozenset(r.path for r in read_results(member_dir))
+        if source.is_dir():
+            shutil.copytree(source, member_dir, dirs_exist_ok=True)
+            write_config_copy(member, member_dir)
+        complete, reason = completion_status(member, member_dir, limit, ignore=before)
+        if complete:
+            progress.line(index + offset, member.name, f"done in one pass of {_fmt_seconds(seconds)}")
+            outcomes.append(RunOutcome(member.name, "done", seconds / len(members)))
+        else:
+            why = f"exit code {rc}; {reason}" if rc else reason
+            progress.line(index + offset, member.name, f"FAILED ({why}; see {log_path})")
+            outcomes.append(RunOutcome(member.name, "failed", seconds / len(members), why))
     return outcomes
 
 
@@ -432,6 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="stream lmms-eval's output (always in the log)"
     )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed config")
+    parser.add_argument(
+        "--grid-mode",
+        choices=GRID_MODES,
+        default="one-pass",
+        help="lr grids: one lmms-eval run for all lrs (one prefill per request) or one run per lr",
+    )
     return parser
 
 
@@ -477,6 +604,7 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
             dry_run=args.dry_run,
             verbose=args.verbose,
             fail_fast=args.fail_fast,
+            grid_mode=args.grid_mode,
         )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

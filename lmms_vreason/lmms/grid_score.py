@@ -134,7 +134,10 @@ def score_lr(
     if results is None:
         raise RuntimeError(f"lmms-eval returned no results for lr={lr}")
     samples = results.pop("samples")
-    results.setdefault("config", {}).update({"model_args": model_args, "limit": limit})
+    # Record what produced the responses (the grid run's generation settings), not the replay's.
+    results.setdefault("config", {}).update(
+        {"model_args": model_args, "limit": limit, "gen_kwargs": run_config.get("gen_kwargs")}
+    )
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=when)
     for task in results["configs"]:
         tracker.save_results_samples(task_name=task, samples=samples[task])
@@ -174,10 +177,10 @@ def summary(scored: Mapping[float, Mapping[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lmms_vreason.cli import HelpFormatter, prog
+
     parser = argparse.ArgumentParser(
-        prog="vreason grid-score",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog("grid-score"), description=__doc__, formatter_class=HelpFormatter
     )
     parser.add_argument("run_dir", type=Path, help="the --output_path of an lmms-eval run with lr_grid=...")
     args = parser.parse_args(argv)
