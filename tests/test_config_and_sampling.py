@@ -84,6 +84,8 @@ def test_gen_kwargs_are_honoured_and_unknown_ones_rejected():
         GenerationSettings.from_gen_kwargs({"repetition_penalty": 1.1})
     with pytest.raises(ValueError, match="num_beams"):
         GenerationSettings.from_gen_kwargs({"num_beams": 4})
+    with pytest.raises(ValueError, match="temperature='hot' is not a number"):
+        GenerationSettings.from_gen_kwargs({"temperature": "hot"})
     with pytest.raises(ValueError, match="contradictory"):
         GenerationSettings.from_gen_kwargs({"temperature": 0, "do_sample": True})
 

@@ -63,6 +63,13 @@ def test_non_finite_entropy_leaves_ema_unchanged():
     assert alphas[2] == 1
 
 
+def test_ema_starts_at_the_first_finite_entropy():
+    """A NaN at t = 1 must not start the EMA at 0: E_2 = H_2, then the usual blend (hand-computed)."""
+    emas, alphas = _run([float("nan"), 2.0, 4.0])
+    assert emas[1:] == pytest.approx([2.0, 2.0 * 0.5 + 4.0 * 0.5])
+    assert alphas[1:] == [1, 1]  # 2 >= -inf (no finite peak yet), then 3 >= 2
+
+
 def test_replay_of_recorded_series_matches_the_tracker_fed_as_a_batch():
     # Two samples decoded together, one with a non-finite entropy; each replayed alone afterwards
     # (what the telemetry analysis does) must give the batch tracker's EMA and α exactly.

@@ -30,7 +30,8 @@ class EntropyTracker:
     ``E_1 = H_1`` (the token sampled from the prefill logits); ``E_t = β E_{t-1} + (1-β) H_t``;
     ``α_t = +1`` if ``E_t >= max(E_1..E_{t-1})`` else ``-1``. ``min_entropy``/``max_entropy`` fix α
     to -1/+1 (Table 4). A non-finite entropy leaves the EMA and peak unchanged for that sample (it
-    is counted and its update skipped by the caller).
+    is counted and its update skipped by the caller); a sample whose first entropies are not finite
+    starts its EMA at its first finite one.
     """
 
     def __init__(self, batch_size: int, beta: float, objective: Objective, device: torch.device) -> None:
@@ -38,16 +39,15 @@ class EntropyTracker:
         self.objective = objective
         self.ema = torch.zeros(batch_size, dtype=torch.float32, device=device)
         self.peak = torch.full((batch_size,), float("-inf"), dtype=torch.float32, device=device)
+        self.started = torch.zeros(batch_size, dtype=torch.bool, device=device)
         self.steps = 0
 
     def observe(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed ``H_t`` (shape ``[B]``) for the next step; returns ``(E_t, α_t)`` (α = 0 at t = 1)."""
         h = h.detach().float()
         finite = torch.isfinite(h)
-        if self.steps == 0:
-            ema = torch.where(finite, h, self.ema)
-        else:
-            ema = torch.where(finite, self.beta * self.ema + (1.0 - self.beta) * h, self.ema)
+        blended = torch.where(self.started, self.beta * self.ema + (1.0 - self.beta) * h, h)
+        ema = torch.where(finite, blended, self.ema)
         if self.steps == 0:
             alpha = torch.zeros_like(h)
         elif self.objective == "switch":
@@ -56,8 +56,8 @@ class EntropyTracker:
             alpha = torch.ones_like(h)
         else:
             alpha = -torch.ones_like(h)
-        first_finite = finite if self.steps == 0 else torch.ones_like(finite)
-        self.peak = torch.where(first_finite, torch.maximum(self.peak, ema), self.peak)
+        self.peak = torch.where(finite, torch.maximum(self.peak, ema), self.peak)
+        self.started = self.started | finite
         self.ema = ema
         self.steps += 1
         return ema, alpha

@@ -201,7 +201,11 @@ class GenerationSettings(BaseModel):
                 raise ValueError(f"{key}={gen_kwargs[key]!r} is not supported (only {neutral})")
         temperature = kwargs.pop("temperature", None)
         do_sample = kwargs.pop("do_sample", None)
-        if temperature is not None and float(temperature) == 0.0:
+        try:
+            greedy = temperature is not None and float(temperature) == 0.0
+        except (TypeError, ValueError):
+            raise ValueError(f"generation kwarg temperature={temperature!r} is not a number") from None
+        if greedy:
             if do_sample:
                 raise ValueError("do_sample=true with temperature=0 is contradictory")
             do_sample, temperature = False, None
