@@ -91,3 +91,75 @@ def test_ragged_batch_equals_each_sample_alone(tiny_model_dir, videos, tmp_path,
         assert (
             trace.input_tokens == results[b].token_counts.input_tokens == alone_inputs["input_ids"].shape[1]
         )
+
+
+def test_a_broken_video_fails_alone_and_every_video_is_opened_once(tiny_model_dir, tmp_path, monkeypatch):
+    """A batch of 3 whose middle video is broken: the two others are decoded together, each file is
+    opened by the decoder exactly once (no re-reading of the batch one by one)."""
+    import decord
+    from lmms_eval.api.instance import Instance
+
+    from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX
+
+    good_a = _video(tmp_path / "a.mp4", 8, 56, 56, 1)
+    good_b = _video(tmp_path / "b.mp4", 8, 56, 84, 2)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    docs = [{"video": good_a}, {"video": str(bad)}, {"video": good_b}]
+
+    opened: list[str] = []
+    real_reader = decord.VideoReader
+
+    def counting_reader(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_reader(path, *args, **kwargs)
+
+    monkeypatch.setattr(decord, "VideoReader", counting_reader)
+    backend = Qwen2_5_VL_VReason(
+        pretrained=str(tiny_model_dir),
+        device="cpu",
+        dtype="float32",
+        attn_implementation="eager",
+        max_frames=4,
+        max_pixels=16 * 28 * 28,
+        min_pixels=4 * 28 * 28,
+        batch_size=3,
+        vreason=False,
+    )
+    backend.task_dict = {"t": {"test": docs}}
+    batches: list[int] = []
+    real_run_batch = backend._run_batch
+
+    def counting_run_batch(chats, *args, **kwargs):
+        batches.append(len(chats))
+        return real_run_batch(chats, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "_run_batch", counting_run_batch)
+
+    def to_messages(doc):
+        return [
+            {
+                "role": "user",
+                "content": [{"type": "video", "url": doc["video"]}, {"type": "text", "text": "Q?"}],
+            }
+        ]
+
+    gen_kwargs = {"max_new_tokens": 3, "do_sample": False, "temperature": 0}
+    requests = [
+        Instance(
+            request_type="generate_until",
+            arguments=("", to_messages, gen_kwargs, doc_id, "t", "test"),
+            idx=0,
+            metadata={"task": "t", "doc_id": doc_id, "repeats": 1},
+        )
+        for doc_id in range(3)
+    ]
+    results = backend.generate_until(requests)
+    assert sorted(opened) == ["a.mp4", "b.mp4", "bad.mp4"]  # each file opened exactly once
+    assert batches == [2]  # the two readable samples, decoded together
+    assert results[1].text.startswith(MEDIA_ERROR_PREFIX) and "bad.mp4" in results[1].text
+    assert "moov atom not found" in results[1].text
+    assert backend.media_failures == 1
+    for i in (0, 2):
+        assert not results[i].text.startswith(MEDIA_ERROR_PREFIX)
+        assert results[i].token_counts.output_tokens > 0

@@ -6,17 +6,19 @@ lmms-eval exits 0 even when a run fails, so every assertion is on the files it w
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lmms_vreason.benchmarks import DATA_ROOT_ENV, MEDIA_ERROR_PREFIX
 from lmms_vreason.core.objective import replay
 from lmms_vreason.telemetry import read_traces
-from lmms_vreason.testing.fixtures import make_fixture_bench
+from lmms_vreason.testing.fixtures import make_fixture_bench, write_video
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +81,10 @@ def response(row: dict) -> str:
 
 
 def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_dir, fixture_data):
+    # The built-in backend reads a fixed count of evenly spaced frames: ours does so with the explicit
+    # nframes option. With these pixel limits both size the 64x64 fixture frames to 56x56 (ours:
+    # Video-R1's cap max(min(25088, 90316800/8*2), int(3136*1.05)) = 25088, the built-in's 25088),
+    # so both models see identical pixels.
     common = f"pretrained={tiny_model_dir},device=cpu,{PIXELS}"
     ours = run_lmms_eval(
         tmp_path / "ours",
@@ -98,7 +104,7 @@ def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_
 
 def test_vreason_run_writes_results_samples_and_matching_telemetry(tmp_path, tiny_model_dir, fixture_data):
     args = (
-        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS},step_size=2,telemetry=true,"
+        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,max_frames=8,{PIXELS},step_size=2,telemetry=true,"
         "ema_beta=0.9"
     )
     proc = run_lmms_eval(
@@ -175,3 +181,60 @@ def test_batched_lite_run_through_lmms_eval_prunes_and_reports_it(tmp_path, tiny
         assert (
             trace.video_tokens_after == keep_count(trace.video_tokens_before, 0.5) < trace.video_tokens_before
         )
+
+
+def video_r1_tokens(total: int, fps: float, height: int, width: int, *, max_frames: int, low: int, high: int):
+    """LLM video tokens of a clip under Video-R1's rules, re-derived here from their statement:
+    2 fps clamped to [4, max_frames], at most T, floored to even (a 1-frame clip: its frame twice);
+    sides rounded to 28, shrunk to max(min(high, 90316800/n*2), int(1.05*low)) or grown to low."""
+    even = lambda x: math.floor(x / 2) * 2  # noqa: E731
+    n = even(min(max(total / fps * 2, 4), even(min(max_frames, total)), total))
+    n = max(n, 2)
+    cap = max(min(high, 90316800 / n * 2), int(low * 1.05))
+    h, w = max(28, round(height / 28) * 28), max(28, round(width / 28) * 28)
+    if h * w > cap:
+        beta = math.sqrt(height * width / cap)
+        h, w = math.floor(height / beta / 28) * 28, math.floor(width / beta / 28) * 28
+    elif h * w < low:
+        beta = math.sqrt(low / (height * width))
+        h, w = math.ceil(height * beta / 28) * 28, math.ceil(width * beta / 28) * 28
+    return n // 2 * (h // 28) * (w // 28)
+
+
+def test_video_tokens_follow_video_r1s_rules_for_clips_of_any_duration_and_size(tmp_path, tiny_model_dir):
+    # (frames, fps, height, width) -> tokens, by hand (max 8 frames, 3136..6272 pixels per frame):
+    #   1 frame 40x40: 2 frames (repeated) of 56x56 (upscaled: 28x28 < 3136) -> 1 * 2 * 2 = 4
+    #   12 frames @ 8 fps (1.5 s -> 3 -> 4 frames) 50x90 -> 56x84 (4704 pixels, in range) -> 2 * 2 * 3 = 12
+    #   40 frames @ 8 fps (5 s -> 10 -> 8) 120x200 -> shrunk by sqrt(24000/6272): 56x84 -> 4 * 6 = 24
+    #   3 frames @ 30 fps -> 2 frames, odd 33x47 -> 28x56 < 3136 -> grown: 56x84 -> 1 * 6 = 6
+    clips = [(1, 8, 40, 40, 4), (12, 8, 50, 90, 12), (40, 8, 120, 200, 24), (3, 30, 33, 47, 6)]
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    records = []
+    for i, (frames, fps, height, width, tokens) in enumerate(clips):
+        assert video_r1_tokens(frames, fps, height, width, max_frames=8, low=3136, high=6272) == tokens
+        name = f"./Evaluation/MMVU/clip{i}.mp4"
+        write_video(root / name, rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8), fps)
+        records.append(
+            {
+                "problem_id": i,
+                "problem": "What moves?",
+                "problem_type": "multiple choice",
+                "options": ["A. a square", "B. a circle"],
+                "solution": "<answer>A</answer>",
+                "path": name,
+                "data_type": "video",
+            }
+        )
+    (root / "eval_mmvu.json").write_text(json.dumps(records))
+    args = (
+        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,vreason=false,telemetry=true,"
+        f"max_frames=8,min_pixels={4 * 28 * 28},max_pixels={8 * 28 * 28}"
+    )
+    proc = run_lmms_eval(
+        tmp_path / "run", "qwen2_5_vl_vreason", args, root, limit=len(clips), gen_kwargs="max_new_tokens=2"
+    )
+    traces = {t.doc_id: t for t in read_traces(tmp_path / "run")}
+    assert sorted(traces) == list(range(len(clips))), proc.stderr[-3000:]
+    assert [traces[i].video_tokens_before for i in range(len(clips))] == [c[-1] for c in clips]
+    assert "cap_pixels_per_frame" not in proc.stdout + proc.stderr  # set explicitly: no warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from transformers import GenerationConfig
@@ -44,13 +46,21 @@ def test_unknown_model_argument_names_the_valid_ones():
         ({"vreason": "maybe"}, "vreason"),
         ({"prune_only": True}, "prune_only"),
         ({"prune_only": True, "vreason": False}, "lite"),
-        ({"nframes": 16, "max_num_frames": 32}, "same thing"),
+        ({"max_frames": 16, "max_num_frames": 32}, "same thing"),
+        (
+            {"nframes": 16, "max_num_frames": 32},
+            "nframes (a fixed frame count) cannot be combined with max_num_frames",
+        ),
+        ({"nframes": 16, "fps": 1.0, "min_frames": 2}, "cannot be combined with fps, min_frames"),
+        ({"nframes": 7}, "nframes must be even"),
+        ({"min_frames": 40}, "min_frames (40) > max_frames (32)"),
+        ({"min_pixels": 200704}, "min_pixels (200704) > max_pixels (100352)"),
         ({"dtype": "int8"}, "dtype"),
         ({"batch_size": 0}, "batch_size"),
     ],
 )
 def test_ill_typed_or_impossible_arguments_fail(raw, fragment):
-    with pytest.raises(ArgumentError, match=fragment.replace("(", r"\(")):
+    with pytest.raises(ArgumentError, match=re.escape(fragment)):
         parse_model_args(raw)
 
 
@@ -61,8 +71,9 @@ def test_arguments_are_typed_from_strings_and_aliases_resolve():
     assert args.vreason_settings == VReasonSettings(
         vreason=False, lite=True, prune_only=True, keep_ratio=0.25
     )
-    assert args.nframes == 16
-    assert parse_model_args({"fps": 1.0}).nframes is None
+    assert args.max_frames == 16 and args.nframes is None
+    assert parse_model_args({"fps": "1.0"}).fps == 1.0
+    assert parse_model_args({"nframes": "8"}).frame_settings().nframes == 8
     assert parse_model_args({"max_batch_size": None}).batch_size == 1
 
 

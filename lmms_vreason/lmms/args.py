@@ -15,6 +15,17 @@ from pydantic import AliasChoices, ConfigDict, Field, ValidationError, model_val
 from pydantic.fields import FieldInfo
 
 from lmms_vreason.core.settings import VReasonSettings, validation_message
+from lmms_vreason.media.protocol import (
+    FPS,
+    MAX_FRAMES,
+    MIN_FRAMES,
+    PIXEL_FACTOR,
+    TEMPORAL_FACTOR,
+    VIDEO_MAX_PIXELS,
+    VIDEO_MIN_PIXELS,
+    VIDEO_TOTAL_PIXELS,
+    FrameSettings,
+)
 
 BACKEND_NAME = "qwen2_5_vl_vreason"
 
@@ -40,20 +51,38 @@ class BackendArgs(VReasonSettings):
     )
     attn_implementation: AttnImplementation | None = Field(None, description="attention kernel")
     dtype: DType = Field("bfloat16", description="model weights dtype")
-    max_pixels: int = Field(
-        128 * 28 * 28, ge=1, description="max pixels per video frame (paper: 128*28*28 or 256*28*28)"
-    )
-    min_pixels: int = Field(16 * 28 * 28, ge=1, description="min pixels per video frame")
-    nframes: int | None = Field(
-        32,
-        ge=2,
-        validation_alias=AliasChoices("nframes", "max_num_frames"),
-        description="frames sampled uniformly per video (paper: 32 or 16)",
-    )
-    fps: float | None = Field(
-        None,
+    fps: float = Field(
+        FPS,
         gt=0,
-        description="sample frames at this rate instead of a fixed count (not the paper's protocol)",
+        description="frames sampled per second of video (Video-R1: 2), within [min_frames, max_frames]",
+    )
+    min_frames: int = Field(MIN_FRAMES, ge=1, description="fewest frames sampled from a clip (Video-R1: 4)")
+    max_frames: int = Field(
+        MAX_FRAMES,
+        ge=2,
+        validation_alias=AliasChoices("max_frames", "max_num_frames"),
+        description="most frames sampled from a clip (paper: 32, or 16 with max_pixels=200704)",
+    )
+    nframes: int | None = Field(
+        None,
+        ge=2,
+        description="instead of Video-R1's sampling, a fixed even count of evenly spaced frames (not the paper's protocol)",
+    )
+    max_pixels: int = Field(
+        VIDEO_MAX_PIXELS,
+        ge=1,
+        description="per-frame max pixels (paper: 128*28*28, or 256*28*28 = 200704 with max_frames=16); "
+        "the effective cap is max(min(max_pixels, total_pixels/n*2), int(1.05*min_pixels))",
+    )
+    min_pixels: int = Field(
+        VIDEO_MIN_PIXELS,
+        ge=1,
+        description="per-frame min pixels, smaller frames are upscaled (Video-R1: 128*28*28 in both settings)",
+    )
+    total_pixels: int = Field(
+        VIDEO_TOTAL_PIXELS,
+        ge=1,
+        description="pixel budget of a whole video (Video-R1's; binds above 900 frames)",
     )
     system_prompt: str | None = Field(None, description="system prompt; default: the chat template's own")
     batch_size: int = Field(
@@ -88,17 +117,39 @@ class BackendArgs(VReasonSettings):
             if name in seen:
                 raise ValueError(f"model arguments {seen[name]} and {key} set the same thing ({name})")
             seen[name] = key
-        if "fps" in raw and raw["fps"] is not None:
-            if "nframes" in seen:
-                raise ValueError("set either nframes (max_num_frames) or fps, not both")
-            raw = {**raw, "nframes": None}
+        sampling = sorted(seen[name] for name in _SAMPLING_ARGS if name in seen)
+        if raw.get("nframes") is not None and sampling:
+            raise ValueError(
+                f"nframes (a fixed frame count) cannot be combined with {', '.join(sampling)} "
+                "(Video-R1's sampling); set one or the other"
+            )
         return raw
 
     @model_validator(mode="after")
-    def _pixels_in_order(self) -> BackendArgs:
+    def _frames_and_pixels_in_order(self) -> BackendArgs:
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) > max_pixels ({self.max_pixels})")
+        if self.min_frames > self.max_frames:
+            raise ValueError(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
+        if self.nframes is not None and self.nframes % TEMPORAL_FACTOR:
+            raise ValueError(f"nframes must be even (frames go to the model in pairs), got {self.nframes}")
         return self
+
+    def frame_settings(
+        self, *, factor: int = PIXEL_FACTOR, temporal_factor: int = TEMPORAL_FACTOR
+    ) -> FrameSettings:
+        """How videos are read; ``factor`` is the model's patch size x spatial merge (28 for Qwen2.5-VL)."""
+        return FrameSettings(
+            fps=self.fps,
+            min_frames=self.min_frames,
+            max_frames=self.max_frames,
+            nframes=self.nframes,
+            max_pixels=self.max_pixels,
+            min_pixels=self.min_pixels,
+            total_pixels=self.total_pixels,
+            factor=factor,
+            temporal_factor=temporal_factor,
+        )
 
     @property
     def vreason_settings(self) -> VReasonSettings:
@@ -109,6 +160,8 @@ class BackendArgs(VReasonSettings):
 # Arguments lmms-eval itself passes to every backend (``additional_config``); accepted and ignored
 # only when they carry no meaning here.
 HOST_ARGS: frozenset[str] = frozenset({"max_batch_size"})
+_SAMPLING_ARGS = ("fps", "min_frames", "max_frames")
+"""Arguments of Video-R1's sampling, which a fixed ``nframes`` replaces."""
 CLI_CONFIG_KEYS: frozenset[str] = frozenset({"batch_size", "max_batch_size", "device"})
 """What lmms-eval's command line passes to every backend itself (``--batch_size``, ...)."""
 

@@ -1,10 +1,12 @@
 """The ``qwen2_5_vl_vreason`` lmms-eval backend: a thin adapter around :func:`lmms_vreason.core.decode.decode`.
 
-It turns lmms-eval chat requests into Qwen2.5-VL processor inputs (the same media pipeline as
-lmms-eval's own ``qwen2_5_vl`` backend), runs our decode loop, and returns ``GenerationResult``s.
-Differences from the built-in backend, on purpose: ``until``/``top_k``/``do_sample`` are honoured and
-unknown generation kwargs are errors; unknown model arguments fail at start-up naming the valid
-ones; a sample whose video cannot be read fails alone (a marked response) instead of the run.
+It turns lmms-eval chat requests into Qwen2.5-VL processor inputs, runs our decode loop, and returns
+``GenerationResult``s. Videos are read as Video-R1's evaluation reads them (2 fps within [4, 32]
+frames, per-frame pixels 128*28*28 upscaled or capped; :mod:`lmms_vreason.media.protocol`).
+Differences from the built-in backend, on purpose: that frame reading; ``until``/``top_k``/
+``do_sample`` are honoured and unknown generation kwargs are errors; unknown model arguments fail at
+start-up naming the valid ones; a sample whose video cannot be read fails alone (a marked response
+naming the cause) instead of the run, and every sample's media is read once, before batching.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from lmms_vreason.core.decode import DecodeOutput, decode
 from lmms_vreason.core.sampling import cut_at_stop_strings, stopping_criteria
 from lmms_vreason.core.settings import GenerationSettings
 from lmms_vreason.lmms.args import ArgumentError, merge_host_config, parse_model_args
-from lmms_vreason.lmms.media import FrameSettings, MediaError, load_visuals
+from lmms_vreason.lmms.media import PROCESSOR_KWARGS, MediaError, SampleMedia, load_sample_media
 from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
 from lmms_vreason.telemetry import GridResponse, GridResponseWriter, SampleTrace, TelemetryWriter
@@ -87,13 +89,14 @@ class Qwen2_5_VL_VReason(lmms):
         if args.attn_implementation is not None:
             load_kwargs["attn_implementation"] = args.attn_implementation
         self._model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **load_kwargs).eval()
-        self.processor = AutoProcessor.from_pretrained(
-            args.pretrained, max_pixels=args.max_pixels, min_pixels=args.min_pixels
-        )
+        # The processor neither samples nor resizes (PROCESSOR_KWARGS): our reader applies Video-R1's rules.
+        self.processor = AutoProcessor.from_pretrained(args.pretrained)
         self._tokenizer = self.processor.tokenizer
         self.adapter = adapter_for(self._model)
-        self.frames = FrameSettings(
-            nframes=args.nframes, fps=args.fps, max_pixels=args.max_pixels, min_pixels=args.min_pixels
+        video_processor = self.processor.video_processor
+        self.frames = args.frame_settings(
+            factor=video_processor.patch_size * video_processor.merge_size,
+            temporal_factor=video_processor.temporal_patch_size,
         )
         eos = self._model.generation_config.eos_token_id
         self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
@@ -105,7 +108,7 @@ class Qwen2_5_VL_VReason(lmms):
         self.media_failures = 0
         self.numeric_failures = 0
         if self._rank == 0:
-            logger.info(f"qwen2_5_vl_vreason: {self.vreason} frames={self.frames}")
+            logger.info(f"qwen2_5_vl_vreason: {self.vreason}; videos: {self.frames.describe()}")
 
     @property
     def grid_writer(self) -> GridResponseWriter:
@@ -158,20 +161,19 @@ class Qwen2_5_VL_VReason(lmms):
             raw = self._apply_system_prompt(raw, self._resolve_system_prompt(self.args.system_prompt))
         return ChatMessages(messages=raw)
 
-    def _inputs(self, chats: list[ChatMessages]) -> dict[str, torch.Tensor]:
-        hf_messages = [chat.to_hf_messages(video_kwargs=self.frames.video_kwargs()) for chat in chats]
+    def _load_media(self, chat: ChatMessages) -> SampleMedia:
+        """One sample's visuals, read once (:class:`MediaError` if a file cannot be read)."""
+        return load_sample_media(chat, self.frames)
+
+    def _inputs(self, chats: list[ChatMessages], media: Sequence[SampleMedia]) -> dict[str, torch.Tensor]:
+        hf_messages = [chat.to_hf_messages() for chat in chats]
         texts = [
             self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
             for m in hf_messages
         ]
-        images: list = []
-        videos: list = []
-        metadata: list = []
-        for message in hf_messages:
-            imgs, vids, meta = load_visuals(message)
-            images += imgs or []
-            videos += vids or []
-            metadata += meta or []
+        images = [image for sample in media for image in sample.images]
+        videos = [video for sample in media for video in sample.videos]
+        metadata = [meta for sample in media for meta in sample.metadata]
         inputs = self.processor(
             text=texts,
             images=images or None,
@@ -180,6 +182,7 @@ class Qwen2_5_VL_VReason(lmms):
             padding=True,
             padding_side="left" if len(chats) > 1 else "right",
             return_tensors="pt",
+            **PROCESSOR_KWARGS,
         )
         return dict(inputs)
 
@@ -190,9 +193,16 @@ class Qwen2_5_VL_VReason(lmms):
         return gen
 
     def _run_batch(
-        self, chats: list[ChatMessages], settings: GenerationSettings, doc_ids: Sequence[int]
+        self,
+        chats: list[ChatMessages],
+        settings: GenerationSettings,
+        doc_ids: Sequence[int],
+        media: Sequence[SampleMedia] | None = None,
     ) -> tuple[DecodeOutput, dict[str, torch.Tensor], float | None]:
-        inputs = self._inputs(chats)
+        """Decode ``chats`` together; ``media`` is their loaded visuals (read here when not given)."""
+        if media is None:
+            media = [self._load_media(chat) for chat in chats]
+        inputs = self._inputs(chats, media)
         device = self.adapter.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -229,22 +239,26 @@ class Qwen2_5_VL_VReason(lmms):
             chats = [
                 self._messages(f, d, t, s) for f, d, t, s in zip(doc_to_messages, doc_ids, tasks, splits)
             ]
-            try:
-                out, inputs, peak = self._run_batch(chats, settings, doc_ids)
-            except MediaError as exc:
-                if len(chats) > 1:  # retry alone so only the broken sample fails
-                    batch_results = [
-                        self._generate_one(c, settings, d, t) for c, d, t in zip(chats, doc_ids, tasks)
-                    ]
-                    results.extend(batch_results)
-                    bar.update(len(chats))
-                    continue
-                results.append(self._media_failure(exc, tasks[0], doc_ids[0]))
-                bar.update(1)
-                continue
-            batch_results = self._finish(out, inputs, settings, tasks, doc_ids, peak)
-            tokens_out += sum(r.token_counts.output_tokens or 0 for r in batch_results if r.token_counts)
-            results.extend(batch_results)
+            # Each sample's media is read once, before batching: a broken file fails its own sample
+            # here and the others are decoded together.
+            by_position: dict[int, GenerationResult] = {}
+            loaded: dict[int, SampleMedia] = {}
+            for i, chat in enumerate(chats):
+                try:
+                    loaded[i] = self._load_media(chat)
+                except MediaError as exc:
+                    by_position[i] = self._media_failure(exc, tasks[i], doc_ids[i])
+            if loaded:
+                keep = list(loaded)
+                out, inputs, peak = self._run_batch(
+                    [chats[i] for i in keep], settings, [doc_ids[i] for i in keep], list(loaded.values())
+                )
+                decoded = self._finish(
+                    out, inputs, settings, [tasks[i] for i in keep], [doc_ids[i] for i in keep], peak
+                )
+                by_position.update(zip(keep, decoded))
+                tokens_out += sum(r.token_counts.output_tokens or 0 for r in decoded if r.token_counts)
+            results.extend(by_position[i] for i in range(len(chats)))
             bar.update(len(chats))
             bar.set_postfix(tok_s=f"{tokens_out / max(time.perf_counter() - started, 1e-9):.1f}")
         bar.close()
@@ -258,15 +272,6 @@ class Qwen2_5_VL_VReason(lmms):
                 f"(responses start with {NUMERIC_ERROR_PREFIX.strip()!r}; check the weights and dtype)"
             )
         return collator.get_original(results)
-
-    def _generate_one(
-        self, chat: ChatMessages, settings: GenerationSettings, doc_id: int, task: str
-    ) -> GenerationResult:
-        try:
-            out, inputs, peak = self._run_batch([chat], settings, [doc_id])
-        except MediaError as exc:
-            return self._media_failure(exc, task, doc_id)
-        return self._finish(out, inputs, settings, [task], [doc_id], peak)[0]
 
     def _media_failure(self, exc: MediaError, task: str, doc_id: int) -> GenerationResult:
         self.media_failures += 1

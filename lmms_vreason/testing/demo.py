@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = make_fixture_bench(args.out / "eval-data")
     output = args.out / "results"
     model_args = (
-        f"pretrained={model_dir},device=cpu,dtype=float32,nframes=8,max_pixels={32 * 28 * 28},"
+        f"pretrained={model_dir},device=cpu,dtype=float32,max_frames=8,max_pixels={32 * 28 * 28},"
         f"min_pixels={4 * 28 * 28},vreason=true,step_size=4,lite={str(args.lite).lower()},telemetry=true"
     )
     cmd = [

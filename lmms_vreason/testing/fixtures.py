@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -94,11 +95,14 @@ def _frames(clip: Clip, rng: random.Random) -> np.ndarray:
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray) -> None:
-    """Encode ``frames`` (T, H, W, 3 uint8) as an MPEG-4 Part 2 mp4, a codec every ffmpeg build has."""
+def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = FPS) -> None:
+    """Encode ``frames`` (T, H, W, 3 uint8) as MPEG-4 Part 2 at ``fps``, a codec every ffmpeg build has.
+
+    The container follows the file's suffix (``.mp4``, ``.mkv``, ``.avi``); odd sizes are allowed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=FPS)
+        stream = container.add_stream("mpeg4", rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = 1_000_000
