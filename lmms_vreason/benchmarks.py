@@ -45,6 +45,10 @@ TABLE1_COLUMNS: tuple[Column, ...] = (
     Column("videomme", "VideoMME (wo sub)", "vreason_videomme", "accuracy", "eval_videomme.json"),
 )
 
+OPT_IN_TASKS: tuple[str, ...] = ("vreason_videommmu_lenient",)
+"""Tasks of the pack that are not part of Table 1 (not in any group): variants scored otherwise than
+Video-R1 scores, run only when named (``vreason_videommmu_lenient``: the lenient numerical rule)."""
+
 VSI_GROUP_TASK = "vreason_vsibench"
 """Group over the two VSI-Bench tasks; reports accuracy, mra and their mean (``vsi_mean``)."""
 

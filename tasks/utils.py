@@ -1,29 +1,33 @@
-"""The Video-R1 evaluation protocol (SPEC §3) as lmms-eval task functions.
+"""The Video-R1 evaluation protocol (docs/method.md §3) as lmms-eval task functions.
 
 Every task YAML in this folder points here with ``!function utils.<name>``. lmms-eval loads this file
 by path, once per ``!function`` tag, so the module keeps no state and imports the shared contract
 (metric names, data-root variable, media-error marker) from :mod:`lmms_vreason`.
 
-Decisions taken where the protocol is silent (each one is tested in ``tests/test_tasks_protocol.py``):
+Video-R1's ``eval_bench.py`` is followed where it decides (each point is tested in
+``tests/test_tasks_protocol.py``), and decisions are taken where it is silent:
 
-* Prompt: the question is built exactly as Video-R1's ``eval_bench.py`` builds it, i.e.
+* Prompt: the question is built exactly as Video-R1 builds it, i.e.
   ``problem + "Options:\\n" + one option per line`` (each line ends with ``\\n``; no separator is added
-  between the problem and ``Options:`` because Video-R1 adds none, and the reference numbers were
-  produced that way). Options already carry their ``"A. "`` labels in the Video-R1 files; an option
-  without a letter label gets ``"<letter>. "`` so that every option is lettered.
+  between the problem and ``Options:`` because Video-R1 adds none). Options already carry their
+  ``"A. "`` labels in the Video-R1 files; an option without a letter label gets ``"<letter>. "``.
+  The type suffixes are Video-R1's ``TYPE_TEMPLATE`` (multiple choice, numerical, OCR, free-form,
+  regression). A record of any other type (Video-R1 would stop with a ``KeyError``) gets the prompt
+  without a suffix, scores 0, and is counted in a warning when the task is built.
 * Extraction: the first ``<answer>...</answer>`` match, whitespace stripped; no tag, or an empty tag,
-  falls back to the whole output (stripped), as in Video-R1.
-* Multiple choice is an exact, case-sensitive match of the extracted answer with the letter of the
-  solution: ``"A."``, ``"(A)"`` or ``"a"`` are wrong *and* count as unparsable (the prompt asks for
-  only the letter).
-* Numbers: commas are dropped (``"1,000"``), then the text must be one decimal literal (optionally
-  signed, optionally with an exponent). They are compared in exact decimal arithmetic: numerical
-  answers match when both sides rounded to 2 decimals (half up) are equal; regression answers get
-  MRA = mean over θ ∈ {0.50, 0.55, ..., 0.95} of ``[|pred - gt| / |gt| < 1 - θ]``, which is computed
-  as ``20 |pred - gt| < (10 - i) |gt|`` so that the boundary cases are exact (``gt = 0``: 1 if
-  ``pred = 0`` else 0). Video-R1's script also fails a numerical answer whose decimal point is on
-  one side only (``"3"`` vs ``"3.0"``); SPEC §3 says "match after rounding", which is followed here.
-* Free-form answers are scored by exact match after stripping (none of the six benchmarks has them).
+  falls back to the whole output, as in Video-R1. The reference answer is the solution's tag (every
+  real record has one; a solution without a tag is used whole, where Video-R1 would use "").
+* Multiple choice: an exact, case-sensitive match of the extracted answer with the solution's
+  (``"A."``, ``"(A)"`` or ``"a"`` are wrong *and* count as unparsable).
+* Numerical (Video-R1's rule, the default): 0 if exactly one of answer and solution contains ``"."``
+  or ``","``; else both go through Python ``float(text.replace(",", ""))`` and must be equal after
+  Python ``round(x, 2)``. So ``"3"`` vs ``"3.0"`` is wrong. The lenient scorer of earlier versions
+  (exact decimals, half-up rounding, ``"3"`` = ``"3.0"``) is kept as an opt-in: the
+  ``process_results_*_lenient`` functions and the ``vreason_videommmu_lenient`` task.
+* Regression: Video-R1's mean relative accuracy, reproduced bit for bit in float32 (see
+  :func:`mean_relative_accuracy`).
+* OCR and free-form: Video-R1's ``reward_fn`` scores them 0 (none of the six benchmarks has any);
+  so do we, and the task build warns with their count.
 * A response that starts with :data:`lmms_vreason.benchmarks.MEDIA_ERROR_PREFIX` (the backend could not
   read the video) scores 0 and counts in ``media_error_rate``, not in ``parse_failure_rate``.
 
@@ -34,13 +38,16 @@ lmms-eval's ``mean`` aggregation and its standard errors come out in percent dir
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 from datasets import Dataset, DatasetDict
 from lmms_eval.api.task import ConfigurableMessagesTask
 from loguru import logger
@@ -56,11 +63,13 @@ from lmms_vreason.benchmarks import (
     TABLE1_COLUMNS,
     VIDEOMME_DURATION_METRICS,
 )
+from lmms_vreason.media.files import record_video
 
 MULTIPLE_CHOICE = "multiple choice"
 NUMERICAL = "numerical"
 REGRESSION = "regression"
 FREE_FORM = "free-form"
+OCR = "OCR"
 
 QUESTION_INSTRUCTION = (
     "Please think about this question as if you were a human pondering deeply. "
@@ -70,7 +79,7 @@ QUESTION_INSTRUCTION = (
     "Provide your detailed reasoning between the <think> and </think> tags, "
     "and then give your final answer between the <answer> and </answer> tags."
 )
-"""Follows ``{Question}\\n`` in the Video-R1 template (SPEC §3, byte-exact)."""
+"""Follows ``{Question}\\n`` in the Video-R1 template (docs/method.md §3, byte-exact)."""
 
 TYPE_SUFFIXES: dict[str, str] = {
     MULTIPLE_CHOICE: (
@@ -78,10 +87,18 @@ TYPE_SUFFIXES: dict[str, str] = {
         " within the <answer> </answer> tags."
     ),
     NUMERICAL: " Please provide the numerical value (e.g., 42 or 3.14) within the <answer> </answer> tags.",
-    REGRESSION: " Please provide the numerical value (e.g., 42 or 3.14) within the <answer> </answer> tags.",
+    OCR: (
+        " Please transcribe text from the image/video clearly and provide your text answer"
+        " within the <answer> </answer> tags."
+    ),
     FREE_FORM: " Please provide your text answer within the <answer> </answer> tags.",
+    REGRESSION: " Please provide the numerical value (e.g., 42 or 3.14) within the <answer> </answer> tags.",
 }
-"""Appended to the template by problem type (SPEC §3, byte-exact, leading space included)."""
+"""Video-R1's ``TYPE_TEMPLATE``: appended to the template by problem type (byte-exact, leading space
+included). Any other type gets no suffix."""
+
+UNSCORED_TYPES = (OCR, FREE_FORM)
+"""Types Video-R1's ``reward_fn`` scores 0 whatever the answer (as does any unknown type)."""
 
 VSI_MEAN_METRIC = "vsi_mean"
 """Reported by both VSI-Bench tasks so that the ``vreason_vsibench`` group can average Acc and MRA."""
@@ -90,7 +107,6 @@ _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 _OPTION_LETTER = re.compile(r"[A-Z]")
 _DECIMAL_LITERAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _HUNDREDTH = Decimal("0.01")
-_MRA_STEPS = 10  # θ = 0.50, 0.55, ..., 0.95, i.e. 1 - θ = (10 - i) / 20 for i = 0..9
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,11 +139,9 @@ def format_question(problem: str, problem_type: str, options: Sequence[str] | No
 
 
 def build_prompt(problem: str, problem_type: str, options: Sequence[str] | None) -> str:
-    """The full text of the user turn for one record."""
-    if problem_type not in TYPE_SUFFIXES:
-        raise ValueError(f"unknown problem_type {problem_type!r}; expected one of {sorted(TYPE_SUFFIXES)}")
+    """The full text of the user turn for one record (an unknown type gets no type suffix)."""
     question = format_question(problem, problem_type, options)
-    return f"{question}\n{QUESTION_INSTRUCTION}{TYPE_SUFFIXES[problem_type]}"
+    return f"{question}\n{QUESTION_INSTRUCTION}{TYPE_SUFFIXES.get(problem_type, '')}"
 
 
 def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
@@ -164,8 +178,36 @@ def extract_answer(text: str) -> str:
     return answer if answer else text.strip()
 
 
+def video_r1_number(text: str) -> float | None:
+    """Video-R1's ``normalize_number``: ``float(text.replace(",", ""))``, ``None`` if Python refuses.
+
+    Python's ``float`` also takes surrounding whitespace, ``"+5"``, ``"1e3"``, ``"1_000"``, ``"inf"``
+    and ``"nan"``; it refuses ``"5 m"`` and ``"$5"``.
+    """
+    try:
+        return float(text.replace(",", ""))
+    except (ValueError, TypeError):
+        return None
+
+
+def _has_decimal_mark(text: str) -> bool:
+    return "." in text or "," in text
+
+
+def numerical_match(answer: str, target: str) -> bool:
+    """Video-R1's numerical rule: the same use of ``"."``/``","`` on both sides, then equal after
+    Python's ``round(x, 2)`` (binary floats, ties to even)."""
+    if _has_decimal_mark(answer) != _has_decimal_mark(target):
+        return False
+    pred, gt = video_r1_number(answer), video_r1_number(target)
+    if pred is None or gt is None:
+        return False
+    return round(gt, 2) == round(pred, 2)
+
+
 def parse_number(text: str) -> Decimal | None:
-    """The number an answer states, exactly; ``None`` if the answer is not one decimal literal."""
+    """The number an answer states, exactly; ``None`` if the answer is not one decimal literal
+    (the lenient scorer's parser)."""
     cleaned = text.strip().replace(",", "")
     if not _DECIMAL_LITERAL.fullmatch(cleaned):
         return None
@@ -178,20 +220,39 @@ def round_2(value: Decimal) -> Decimal:
 
 
 def numbers_match(pred: Decimal, gt: Decimal) -> bool:
-    """Numerical scoring: equal after rounding both sides to 2 decimals."""
+    """The lenient numerical rule (opt-in): equal after rounding both sides to 2 decimals, in exact
+    decimal arithmetic, whatever the notation (``"3"`` = ``"3.0"``)."""
     try:
         return round_2(pred) == round_2(gt)
     except InvalidOperation:  # too many digits to quantize (e.g. 1e400): compare exactly
         return pred == gt
 
 
-def mean_relative_accuracy(pred: Decimal, gt: Decimal) -> float:
-    """MRA in [0, 1]: the share of θ in {0.50, ..., 0.95} with ``|pred - gt| / |gt| < 1 - θ``."""
-    if gt == 0:
-        return 1.0 if pred == 0 else 0.0
-    error = 20 * abs(pred - gt)
-    hits = sum(1 for i in range(_MRA_STEPS) if error < (_MRA_STEPS - i) * abs(gt))
-    return hits / _MRA_STEPS
+_MRA_EPSILON = np.float32(1e-8)
+_MRA_ONE_MINUS_THRESHOLDS = np.float32(1) - np.array([0.5 + 0.05 * i for i in range(10)], dtype=np.float32)
+"""Video-R1's ``1 - torch.arange(0.5, 0.95 + 0.05 / 2, 0.05, dtype=torch.float32)``: torch computes
+each threshold as ``0.5 + 0.05 * i`` in double and stores it as float32; the subtraction is float32.
+So ``1 - 0.9`` is 0.10000002 and ``1 - 0.95`` is 0.05000001 (both slightly above their decimal
+values), and answers exactly on those boundaries count as hits (tested against torch)."""
+
+
+def mean_relative_accuracy(pred: float, gt: float) -> float:
+    """Video-R1's MRA in [0, 1], with its float32 arithmetic reproduced exactly.
+
+    ``rel = |pred - gt| / (|gt| + 1e-8)`` with both numbers first rounded to float32, then the share of
+    the 10 thresholds θ = 0.50, ..., 0.95 with ``rel < 1 - θ``, all in float32 (numpy's float32
+    operations are IEEE single precision like torch's CPU ones). E.g. (110, 100): rel = 0.1 < 0.10000002
+    holds, MRA 0.9; (1.1, 1.0): rel = 0.10000002 (float32(1.1) - 1), not below it, MRA 0.8. A ground
+    truth of 0 gives 1 for an answer of 0 and 0 otherwise (rel >= 1e8 or NaN).
+
+    The result is ``hits / 10`` exactly (Video-R1 stores the float32 mean, e.g. 0.800000012; the
+    difference is below 1e-7 and changes no reported digit).
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        p, g = np.float32(pred), np.float32(gt)
+        rel = np.abs(p - g) / (np.abs(g) + _MRA_EPSILON)
+        hits = int(np.count_nonzero(rel < _MRA_ONE_MINUS_THRESHOLDS))
+    return hits / len(_MRA_ONE_MINUS_THRESHOLDS)
 
 
 def is_media_error(response: str) -> bool:
@@ -205,42 +266,60 @@ def is_media_error(response: str) -> bool:
 class Score(NamedTuple):
     """One sample's outcome: ``value`` in percent (0-100), and why it may be 0.
 
-    (A ``NamedTuple``, not a dataclass: lmms-eval executes this file without registering it in
-    ``sys.modules``, which dataclasses need to resolve postponed annotations.)
+    ``scored`` is False for the types Video-R1 does not score (OCR, free-form, unknown): 0 whatever
+    the answer, and not a parse failure. (A ``NamedTuple``, not a dataclass: lmms-eval executes this
+    file without registering it in ``sys.modules``, which dataclasses need to resolve postponed
+    annotations.)
     """
 
     value: float
     parsed: bool
     media_error: bool = False
+    scored: bool = True
 
 
-def score_response(response: str, problem_type: str, solution: str) -> Score:
-    """Score one model output against the record's ``solution`` under the protocol of SPEC §3."""
+VIDEO_R1_NUMBERS = "video-r1"
+LENIENT_NUMBERS = "lenient"
+
+
+def score_response(
+    response: str, problem_type: str, solution: str, numerical: str = VIDEO_R1_NUMBERS
+) -> Score:
+    """Score one model output against the record's ``solution`` as Video-R1's ``reward_fn`` does.
+
+    ``numerical="lenient"`` swaps in the opt-in exact-decimal rule for numerical records only.
+    """
     if is_media_error(response):
         return Score(0.0, parsed=False, media_error=True)
     answer = extract_answer(response)
     target = extract_answer(solution)
     if problem_type == MULTIPLE_CHOICE:
         return Score(100.0 if answer == target else 0.0, parsed=_OPTION_LETTER.fullmatch(answer) is not None)
+    if problem_type == NUMERICAL and numerical == LENIENT_NUMBERS:
+        pred_exact, gt_exact = parse_number(answer), parse_number(target)
+        if pred_exact is None or gt_exact is None:
+            return Score(0.0, parsed=pred_exact is not None)
+        return Score(100.0 if numbers_match(pred_exact, gt_exact) else 0.0, parsed=True)
     if problem_type in (NUMERICAL, REGRESSION):
-        pred, gt = parse_number(answer), parse_number(target)
-        if pred is None:
-            return Score(0.0, parsed=False)
-        if gt is None:
-            raise ValueError(f"the solution {solution!r} of a {problem_type} record is not a number")
+        pred = video_r1_number(answer)
+        parsed = pred is not None and math.isfinite(pred)
         if problem_type == NUMERICAL:
-            return Score(100.0 if numbers_match(pred, gt) else 0.0, parsed=True)
-        return Score(100.0 * mean_relative_accuracy(pred, gt), parsed=True)
-    if problem_type == FREE_FORM:
-        return Score(100.0 if answer == target else 0.0, parsed=bool(answer))
-    raise ValueError(f"unknown problem_type {problem_type!r}")
+            return Score(100.0 if numerical_match(answer, target) else 0.0, parsed=parsed)
+        gt = video_r1_number(target)
+        if pred is None or gt is None:
+            return Score(0.0, parsed=parsed)
+        return Score(100.0 * mean_relative_accuracy(pred, gt), parsed=parsed)
+    return Score(0.0, parsed=True, scored=False)
 
 
 def _sample_metrics(
-    doc: dict[str, Any], results: Sequence[str], score_names: Iterable[str]
+    doc: dict[str, Any],
+    results: Sequence[str],
+    score_names: Iterable[str],
+    numerical: str = VIDEO_R1_NUMBERS,
 ) -> dict[str, Any]:
     """Per-sample values: the score under each of ``score_names``, plus the two failure rates."""
-    score = score_response(results[0], doc["problem_type"], doc["solution"])
+    score = score_response(results[0], doc["problem_type"], doc["solution"], numerical)
     metrics: dict[str, Any] = dict.fromkeys(score_names, score.value)
     metrics[PARSE_FAILURE_METRIC] = 0.0 if (score.parsed or score.media_error) else 100.0
     metrics[MEDIA_ERROR_METRIC] = 100.0 if score.media_error else 0.0
@@ -255,6 +334,18 @@ def process_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, An
 def process_results_vsibench_mc(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
     """VSI-Bench Acc: as :func:`process_results`, plus ``vsi_mean`` for the VSI-Bench group."""
     return _sample_metrics(doc, results, ("accuracy", VSI_MEAN_METRIC, AVG_METRIC, AVG_WO_MRA_METRIC))
+
+
+def process_results_lenient(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
+    """:func:`process_results` with the opt-in lenient numerical rule (not Video-R1's protocol)."""
+    return _sample_metrics(doc, results, ("accuracy", AVG_METRIC, AVG_WO_MRA_METRIC), LENIENT_NUMBERS)
+
+
+def process_results_vsibench_mc_lenient(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
+    """:func:`process_results_vsibench_mc` with the opt-in lenient numerical rule."""
+    return _sample_metrics(
+        doc, results, ("accuracy", VSI_MEAN_METRIC, AVG_METRIC, AVG_WO_MRA_METRIC), LENIENT_NUMBERS
+    )
 
 
 def process_results_vsibench_mra(doc: dict[str, Any], results: Sequence[str]) -> dict[str, Any]:
@@ -334,22 +425,24 @@ def locate_eval_file(eval_file: str) -> tuple[Path, Path]:
 
 
 def resolve_video_path(path: str, base: Path) -> str:
-    """An absolute path for a record's ``path``: absolute paths stay, relative ones join ``base``."""
-    video = Path(path).expanduser()
-    return str(video if video.is_absolute() else base / video)
+    """The file a record's ``path`` means: absolute paths stay, relative ones join ``base``; a missing
+    video is read from a same-stem file in another container when one exists
+    (:func:`lmms_vreason.media.files.find_video`, shared with the backend and the data check)."""
+    return str(record_video(path, base))
 
 
 def record_to_doc(record: dict[str, Any], base: Path) -> dict[str, Any]:
-    """One Video-R1 record as a task doc with a fixed schema (Arrow needs one type per column)."""
-    problem_type = record["problem_type"]
-    if problem_type not in TYPE_SUFFIXES:
-        raise ValueError(f"record {record.get('problem_id')!r}: unknown problem_type {problem_type!r}")
+    """One Video-R1 record as a task doc with a fixed schema (Arrow needs one type per column).
+
+    Any ``problem_type`` is accepted (those Video-R1 does not score get 0; :func:`load_docs` warns).
+    """
+    problem_type = str(record.get("problem_type"))
     options = [str(option) for option in record.get("options") or []]
     if problem_type == MULTIPLE_CHOICE and not options:
         raise ValueError(f"record {record.get('problem_id')!r}: a multiple-choice record without options")
     if (
         problem_type in (NUMERICAL, REGRESSION)
-        and parse_number(extract_answer(str(record["solution"]))) is None
+        and video_r1_number(extract_answer(str(record["solution"]))) is None
     ):
         raise ValueError(f"record {record.get('problem_id')!r}: the {problem_type} solution is not a number")
     return {
@@ -365,12 +458,32 @@ def record_to_doc(record: dict[str, Any], base: Path) -> dict[str, Any]:
     }
 
 
+def unscored_types(docs: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How many docs have a problem type Video-R1 scores 0 (OCR, free-form, unknown), by type."""
+    return Counter(
+        doc["problem_type"]
+        for doc in docs
+        if doc["problem_type"] not in TYPE_SUFFIXES or doc["problem_type"] in UNSCORED_TYPES
+    )
+
+
 def load_docs(eval_file: str) -> list[dict[str, Any]]:
     """All records of ``eval_file`` as task docs (see :func:`locate_eval_file` for where it is read)."""
     path, base = locate_eval_file(eval_file)
     with path.open(encoding="utf-8") as handle:
         records = json.load(handle)
-    return [record_to_doc(record, base) for record in records]
+    docs = [record_to_doc(record, base) for record in records]
+    unscored = unscored_types(docs)
+    if unscored:
+        counts = ", ".join(f"{count} {kind!r}" for kind, count in sorted(unscored.items()))
+        logger.warning(
+            f"{eval_file}: {sum(unscored.values())} record(s) of a type Video-R1 does not score ({counts}): "
+            "they are kept and score 0, as in Video-R1's reward_fn"
+        )
+    moved = sum(1 for doc in docs if Path(doc["video"]).suffix != Path(doc["path"]).suffix)
+    if moved:
+        logger.info(f"{eval_file}: {moved} video(s) read from a same-stem file in another container")
+    return docs
 
 
 def _select(dataset: Dataset, keep: Sequence[bool]) -> Dataset:

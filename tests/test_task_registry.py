@@ -8,10 +8,12 @@ import lmms_eval.tasks
 import pytest
 from lmms_eval.tasks import TaskManager
 
-from lmms_vreason.benchmarks import GROUP_TASK, TABLE1_COLUMNS, VSI_GROUP_TASK
+from lmms_vreason.benchmarks import GROUP_TASK, OPT_IN_TASKS, TABLE1_COLUMNS, VSI_GROUP_TASK
 from lmms_vreason.lmms.task_registry import register_task_dir, task_dir, with_task_dir
 
-OUR_NAMES = sorted({column.task for column in TABLE1_COLUMNS} | {GROUP_TASK, VSI_GROUP_TASK})
+OUR_NAMES = sorted(
+    {column.task for column in TABLE1_COLUMNS} | {GROUP_TASK, VSI_GROUP_TASK} | set(OPT_IN_TASKS)
+)
 LMMS_EVAL_TASKS = Path(lmms_eval.tasks.__file__).parent
 
 

@@ -69,7 +69,7 @@ def in_task(task: str, row: dict) -> bool:
 def test_backend_runs_the_group_and_reports_the_missing_video(tmp_path: Path, tiny_model_dir: Path) -> None:
     bench = make_fixture_bench(tmp_path / "bench", missing_video=True)
     model_args = (
-        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,nframes=4,max_pixels=12544,min_pixels=3136"
+        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,max_frames=4,max_pixels=12544,min_pixels=3136"
     )
     results, samples = run_lmms_eval(
         ["--model", "qwen2_5_vl_vreason", "--model_args", model_args, "--tasks", GROUP_TASK]
@@ -104,7 +104,8 @@ def test_backend_runs_the_group_and_reports_the_missing_video(tmp_path: Path, ti
 def test_include_path_runs_with_lmms_eval_dummy_model(tmp_path: Path) -> None:
     bench = make_fixture_bench(tmp_path / "bench", missing_video=False)
     results, samples = run_lmms_eval(
-        ["--model", "dummy", "--model_args", "response=<answer>A</answer>", "--tasks", f"mmvu,{GROUP_TASK}"]
+        ["--model", "dummy", "--model_args", "response=<answer>A</answer>"]
+        + ["--tasks", f"mmvu,{GROUP_TASK},vreason_videommmu_lenient"]
         + ["--include_path", str(task_dir())],
         bench,
         tmp_path / "out",
@@ -112,6 +113,13 @@ def test_include_path_runs_with_lmms_eval_dummy_model(tmp_path: Path) -> None:
     rows = records(bench, "eval_mmvu.json")
     expected = statistics.fmean(100.0 if utils.doc_to_target(row) == "A" else 0.0 for row in rows)
     assert results["results"]["mmvu"]["accuracy,none"] == pytest.approx(expected)
+    lenient = [
+        utils.process_results_lenient(row, ["<answer>A</answer>"])["accuracy"]
+        for row in records(bench, "eval_videommmu.json")
+    ]
+    assert results["results"]["vreason_videommmu_lenient"]["accuracy,none"] == pytest.approx(
+        statistics.fmean(lenient)
+    )
     assert samples["mmvu"][0]["input"] == utils.build_prompt(
         rows[0]["problem"], "multiple choice", rows[0]["options"]
     )
