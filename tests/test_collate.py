@@ -83,7 +83,7 @@ def make_run(
     extra=None,
 ) -> Path:
     numbers = dict(zip(KEYS, values, strict=True)) if isinstance(values, list) else values
-    model_args = {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "nframes": 32, "max_pixels": 128 * 28 * 28}
+    model_args = {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "max_frames": 32, "max_pixels": 128 * 28 * 28}
     model_args.update({"vreason": lr is not None, **({"lr": lr, "lite": True} if lr is not None else {})})
     run_dir = root / name
     out = run_dir / "Qwen__Qwen2.5-VL-7B-Instruct"

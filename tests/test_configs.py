@@ -68,7 +68,7 @@ def test_table1_rows_and_lr_grids(shipped: dict[str, ExperimentConfig]) -> None:
     for setting, frames, px in (("3b-32f128", 32, 128), ("7b-16f256", 16, 256), ("7b-32f128", 32, 128)):
         base = shipped[f"t1-{setting}-base"]
         assert base.backend_args.vreason is False
-        assert base.backend_args.nframes == frames and base.backend_args.max_pixels == px * 28 * 28
+        assert base.backend_args.max_frames == frames and base.backend_args.max_pixels == px * 28 * 28
         assert list(base.tasks) == ALL_TASKS
         for variant in ("vreason", "lite"):
             group = f"t1-{setting}-{variant}"

@@ -70,7 +70,7 @@ ALL_TASKS = [c.task for c in TABLE1_COLUMNS]
 
 
 def make_config(name: str, *, tasks=("mmvu",), **model_args) -> ExperimentConfig:
-    args = {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "nframes": 32, "vreason": True, **model_args}
+    args = {"pretrained": "Qwen/Qwen2.5-VL-7B-Instruct", "max_frames": 32, "vreason": True, **model_args}
     return config_from_mapping({"name": name, "reproduces": "test", "model_args": args, "tasks": list(tasks)})
 
 

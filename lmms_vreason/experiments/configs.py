@@ -259,9 +259,10 @@ class ExperimentConfig:
 
     @property
     def frames_px(self) -> str:
-        """The paper's ``#F/px`` label, e.g. ``32/128`` for 32 frames at 128*28*28 max pixels."""
+        """The paper's ``#F/px`` label, e.g. ``32/128`` for at most 32 frames (Video-R1's sampling) at
+        128*28*28 max pixels; a fixed frame count reads ``8fixed/128``."""
         args = self.backend_args
-        frames = args.nframes if args.nframes is not None else f"{args.fps}fps"
+        frames = f"{args.nframes}fixed" if args.nframes is not None else args.max_frames
         px = args.max_pixels / (28 * 28)
         return f"{frames}/{int(px) if px.is_integer() else round(px, 1)}"
 
