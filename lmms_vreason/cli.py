@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("lmms_vreason.data", "download the evaluation data; check it before spending GPU time"),
     "run": ("lmms_vreason.experiments.launcher", "run experiment configs through lmms-eval, resumably"),
     "grid-score": ("lmms_vreason.lmms.grid_score", "score every lr of a one-pass lr-grid run (lr_grid=...)"),
     "collate": ("lmms_vreason.experiments.collate", "print run folders as the paper's Table 1"),

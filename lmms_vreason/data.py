@@ -1,15 +1,15 @@
 """Get the evaluation data and check it before any GPU time is spent.
 
-``python -m lmms_vreason.data download --local-dir DIR`` fetches the Hugging Face dataset
+``vreason data download --local-dir DIR`` (or ``python -m lmms_vreason.data ...``) fetches the Hugging Face dataset
 ``Video-R1/Video-R1-eval`` (the six ``eval_*.json`` files and what the dataset ships beside them)
 with ``huggingface_hub.snapshot_download``: a rerun resumes, and every file it could not fetch is
-printed. ``python -m lmms_vreason.data check [ROOT]`` (``ROOT`` defaults to ``$VREASON_EVAL_ROOT``)
+printed. ``vreason data check [ROOT]`` (``ROOT`` defaults to ``$VREASON_EVAL_ROOT``)
 lists, per benchmark, the records found, the videos missing and the videos that cannot be decoded
 (decord opens each one and reads its first frame, as the backend will), and exits 1 when anything is
 missing or unreadable. Paths resolve exactly as the task loader and the backend resolve them
 (:func:`lmms_vreason.media.files.record_video`, with its same-stem fallback to webm/mkv/avi).
 
-:func:`main` takes ``argv`` so that a ``vreason data ...`` console command can reuse it.
+:func:`main` takes ``argv``: it is the ``vreason data`` subcommand.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmms_vreason.benchmarks import DATA_ROOT_ENV, HUB_DATASET, TABLE1_COLUMNS
+from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.media.files import record_video
 
 EVAL_FILES: tuple[str, ...] = tuple(dict.fromkeys(column.eval_file for column in TABLE1_COLUMNS))
@@ -209,13 +210,19 @@ def download(local_dir: Path, *, repo_id: str = HUB_DATASET, revision: str | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lmms_vreason.data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog("data"), description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    get = commands.add_parser("download", help=f"fetch {HUB_DATASET} (resumable)")
+    get = commands.add_parser(
+        "download", help=f"fetch {HUB_DATASET} (resumable)", formatter_class=HelpFormatter
+    )
     get.add_argument("--local-dir", type=Path, required=True, help="folder to fetch into (use it as ROOT)")
-    get.add_argument("--repo-id", default=HUB_DATASET, help=f"dataset to fetch (default {HUB_DATASET})")
+    get.add_argument("--repo-id", default=HUB_DATASET, help="Hugging Face dataset to fetch")
     get.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
-    look = commands.add_parser("check", help="records, missing and unreadable videos per benchmark")
+    look = commands.add_parser(
+        "check", help="records, missing and unreadable videos per benchmark", formatter_class=HelpFormatter
+    )
     look.add_argument("root", nargs="?", type=Path, help=f"data folder (default: ${DATA_ROOT_ENV})")
     look.add_argument("--no-decode", action="store_true", help="only check that the files exist")
     look.add_argument("--only", action="append", choices=EVAL_FILES, help="check only this file (repeatable)")

@@ -26,6 +26,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert set(SUBCOMMANDS) == {
+        "data",
         "run",
         "grid-score",
         "collate",
@@ -44,6 +45,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize(
     ("subcommand", "default"),
     [
+        ("data", "{download,check}"),
         ("run", "(default: accelerate)"),
         ("collate", "(default: md)"),
         ("compare", "(default: 10000)"),

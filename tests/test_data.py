@@ -128,3 +128,13 @@ def test_download_prints_every_file_it_could_not_fetch(tmp_path: Path, monkeypat
     assert data.main(["download", "--local-dir", str(tmp_path / "dl")]) == 0
     out = capsys.readouterr().out
     assert "3 file(s)" in out and "1 archive(s) to unpack" in out and "videos/MVBench.zip" in out
+
+
+def test_vreason_data_is_the_same_command(capsys) -> None:
+    from lmms_vreason.cli import main as vreason
+
+    with pytest.raises(SystemExit) as exit_:
+        vreason(["data", "download", "--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: vreason data download ") and "(default: Video-R1/Video-R1-eval)" in out
