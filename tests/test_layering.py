@@ -34,6 +34,18 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "lmms_vreason.analysis",
         "lmms_vreason.tasks",
     ),
+    # reading media by Video-R1's rules: decoders and torch only, usable by the task loader and the
+    # data check without the method, a model family or lmms-eval
+    "media": (
+        "lmms_eval",
+        "lmms_vreason.core",
+        "lmms_vreason.lmms",
+        "lmms_vreason.models",
+        "lmms_vreason.experiments",
+        "lmms_vreason.analysis",
+        "lmms_vreason.testing",
+        "lmms_vreason.tasks",
+    ),
     # offline tools read files; they never load lmms-eval's machinery or the backend
     "analysis": ("lmms_eval", "lmms_vreason.lmms", "lmms_vreason.experiments", "lmms_vreason.models"),
     "experiments": ("lmms_eval", "lmms_vreason.lmms.backend", "lmms_vreason.models"),
