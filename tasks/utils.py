@@ -29,7 +29,9 @@ Video-R1's ``eval_bench.py`` is followed where it decides (each point is tested 
 * OCR and free-form: Video-R1's ``reward_fn`` scores them 0 (none of the six benchmarks has any);
   so do we, and the task build warns with their count.
 * A response that starts with :data:`lmms_vreason.benchmarks.MEDIA_ERROR_PREFIX` (the backend could not
-  read the video) scores 0 and counts in ``media_error_rate``, not in ``parse_failure_rate``.
+  read the video) scores 0 and counts in ``media_error_rate``, not in ``parse_failure_rate``; one that
+  starts with :data:`lmms_vreason.benchmarks.NUMERIC_ERROR_PREFIX` (the model's logits became NaN/inf)
+  scores 0 and counts in ``numeric_error_rate``.
 
 Per-sample scores are in percent (0 or 100 for a right/wrong answer, 0-100 for MRA) so that
 lmms-eval's ``mean`` aggregation and its standard errors come out in percent directly.
@@ -59,6 +61,8 @@ from lmms_vreason.benchmarks import (
     HUB_DATASET,
     MEDIA_ERROR_METRIC,
     MEDIA_ERROR_PREFIX,
+    NUMERIC_ERROR_METRIC,
+    NUMERIC_ERROR_PREFIX,
     PARSE_FAILURE_METRIC,
     TABLE1_COLUMNS,
     VIDEOMME_DURATION_METRICS,
@@ -263,6 +267,11 @@ def is_media_error(response: str) -> bool:
     return response.startswith(MEDIA_ERROR_PREFIX.rstrip())
 
 
+def is_numeric_error(response: str) -> bool:
+    """Whether the backend reported NaN/inf logits (broken weights, an overflowing dtype) for the sample."""
+    return response.startswith(NUMERIC_ERROR_PREFIX.rstrip())
+
+
 class Score(NamedTuple):
     """One sample's outcome: ``value`` in percent (0-100), and why it may be 0.
 
@@ -276,6 +285,7 @@ class Score(NamedTuple):
     parsed: bool
     media_error: bool = False
     scored: bool = True
+    numeric_error: bool = False
 
 
 VIDEO_R1_NUMBERS = "video-r1"
@@ -291,6 +301,8 @@ def score_response(
     """
     if is_media_error(response):
         return Score(0.0, parsed=False, media_error=True)
+    if is_numeric_error(response):
+        return Score(0.0, parsed=False, numeric_error=True)
     answer = extract_answer(response)
     target = extract_answer(solution)
     if problem_type == MULTIPLE_CHOICE:
@@ -318,11 +330,13 @@ def _sample_metrics(
     score_names: Iterable[str],
     numerical: str = VIDEO_R1_NUMBERS,
 ) -> dict[str, Any]:
-    """Per-sample values: the score under each of ``score_names``, plus the two failure rates."""
+    """Per-sample values: the score under each of ``score_names``, plus the three failure rates."""
     score = score_response(results[0], doc["problem_type"], doc["solution"], numerical)
     metrics: dict[str, Any] = dict.fromkeys(score_names, score.value)
-    metrics[PARSE_FAILURE_METRIC] = 0.0 if (score.parsed or score.media_error) else 100.0
+    failed = score.media_error or score.numeric_error  # not the model's answer: not a parse failure
+    metrics[PARSE_FAILURE_METRIC] = 0.0 if (score.parsed or failed) else 100.0
     metrics[MEDIA_ERROR_METRIC] = 100.0 if score.media_error else 0.0
+    metrics[NUMERIC_ERROR_METRIC] = 100.0 if score.numeric_error else 0.0
     return metrics
 
 

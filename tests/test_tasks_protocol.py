@@ -17,7 +17,7 @@ import torch
 from lmms_eval.protocol import ChatMessages
 from lmms_vreason.tasks import utils
 
-from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX
+from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX, NUMERIC_ERROR_PREFIX
 
 TEMPLATE_TAIL = (
     "Please think about this question as if you were a human pondering deeply. Engage in an internal "
@@ -326,6 +326,7 @@ def test_free_form_and_ocr_score_zero_as_in_video_r1() -> None:
             "avg_wo_mra": 0.0,
             "parse_failure_rate": 0.0,
             "media_error_rate": 0.0,
+            "numeric_error_rate": 0.0,
         }
 
 
@@ -341,12 +342,27 @@ def test_media_error_scores_zero_and_is_not_a_parse_failure() -> None:
         "avg_wo_mra": 0.0,
         "parse_failure_rate": 0.0,
         "media_error_rate": 100.0,
+        "numeric_error_rate": 0.0,
     }
 
 
 def test_media_error_survives_lmms_eval_stripping_the_response() -> None:
     assert utils.is_media_error(MEDIA_ERROR_PREFIX.strip())
     assert not utils.is_media_error("<answer>B</answer>")
+
+
+def test_numeric_error_scores_zero_and_is_counted_apart() -> None:
+    """NaN/inf logits (the backend's marker): wrong, not a parse failure, not a media error."""
+    response = f"{NUMERIC_ERROR_PREFIX}non-finite logits (NaN/inf) at decoding step 1"
+    assert utils.process_results(doc(), [response.strip()]) == {
+        "accuracy": 0.0,
+        "avg": 0.0,
+        "avg_wo_mra": 0.0,
+        "parse_failure_rate": 0.0,
+        "media_error_rate": 0.0,
+        "numeric_error_rate": 100.0,
+    }
+    assert not utils.is_numeric_error(MEDIA_ERROR_PREFIX) and not utils.is_media_error(response)
 
 
 # ------------------------------------------------------------------------------------- per-sample metrics
@@ -359,6 +375,7 @@ def test_process_results_reports_score_and_rates_in_percent() -> None:
         "avg_wo_mra": 100.0,
         "parse_failure_rate": 0.0,
         "media_error_rate": 0.0,
+        "numeric_error_rate": 0.0,
     }
     assert utils.process_results(doc(), ["no idea"])["parse_failure_rate"] == 100.0
 
@@ -372,6 +389,7 @@ def test_vsibench_tasks_report_their_score_for_the_group_averages() -> None:
         "avg_wo_mra": 100.0,
         "parse_failure_rate": 0.0,
         "media_error_rate": 0.0,
+        "numeric_error_rate": 0.0,
     }
     mra = utils.process_results_vsibench_mra(
         doc("regression", "<answer>10</answer>"), ["<answer>12</answer>"]
@@ -382,6 +400,7 @@ def test_vsibench_tasks_report_their_score_for_the_group_averages() -> None:
         "avg": 60.0,
         "parse_failure_rate": 0.0,
         "media_error_rate": 0.0,
+        "numeric_error_rate": 0.0,
     }
     assert "avg_wo_mra" not in mra  # Table 1's "Avg (wo mra)" leaves VSI MRA out
 
