@@ -1,8 +1,10 @@
 """Benchmark: per-token decode cost and peak memory of V-Reason vs the plain loop, in one process.
 
 Default: a synthetic Qwen2.5-VL (8 layers, hidden 512, the real 151,936-row vocabulary, 128 video
-tokens, 64 new tokens, random weights) on the CPU in float32. Every variant decodes exactly the same
-number of tokens (no EOS), is warmed up once, then timed over ``--repeats`` runs (median).
+tokens, 64 new tokens, random weights) on the CPU in float32; ``--family qwen3_vl`` builds the same
+shape as a Qwen3-VL (its attention with q/k norms, interleaved M-RoPE, DeepStack, patch 16). Every
+variant decodes exactly the same number of tokens (no EOS), is warmed up once, then timed over
+``--repeats`` runs (median).
 
 Prints one JSON object (``--json``) or a table: ``base_ms_per_token``, ``generate_ms_per_token``
 (transformers' ``generate`` on the same input, for reference), ``vreason_k4_ratio``,
@@ -11,8 +13,9 @@ Prints one JSON object (``--json``) or a table: ``base_ms_per_token``, ``generat
 On CUDA, peak memory is ``torch.cuda.max_memory_allocated``; on the CPU it is the peak resident set
 size sampled every millisecond minus the process's size before the model was built.
 
-Example: ``vreason bench --json`` or
-``vreason bench --model-dir /path/to/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16``.
+Example: ``vreason bench --json``, ``vreason bench --family qwen3_vl`` or
+``vreason bench --model-dir /path/to/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16``
+(a checkpoint of any supported family; its adapter follows its ``model_type``).
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ import torch
 from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.core.decode import DecodeOutput, decode
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
-from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from lmms_vreason.models import FAMILIES, adapter_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SYNTHETIC_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 
 
 class PeakMemory:
@@ -72,37 +76,62 @@ class PeakMemory:
 
 
 def synthetic_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    """A random model of ``args.family`` with 64-wide heads and the family's MLP ratio (7B / 8B)."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
 
     heads = max(1, args.hidden // 64)
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": args.vocab,
-            "hidden_size": args.hidden,
+    text = {
+        "vocab_size": args.vocab,
+        "hidden_size": args.hidden,
+        "num_hidden_layers": args.layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": max(1, heads // 4) if heads % 4 == 0 else heads,
+    }
+    vision = {
+        "depth": 1,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 2,
+        "out_hidden_size": args.hidden,
+    }
+    if args.family == "qwen3_vl":
+        config_cls, model_cls = Qwen3VLConfig, Qwen3VLForConditionalGeneration
+        text |= {
+            "intermediate_size": args.intermediate or args.hidden * 3,
+            "head_dim": 64,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5e6,
+                "mrope_section": [12, 10, 10],  # of head_dim/2 = 32, interleaved (8B: [24, 20, 20] of 64)
+                "mrope_interleaved": True,
+            },
+        }
+        vision |= {"patch_size": 16, "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
+    else:
+        config_cls, model_cls = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+        text |= {
             "intermediate_size": args.intermediate or int(args.hidden * 5.29),
-            "num_hidden_layers": args.layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": max(1, heads // 4) if heads % 4 == 0 else heads,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
-        },
-        vision_config={
-            "depth": 1,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 2,
-            "out_hidden_size": args.hidden,
-            "fullatt_block_indexes": [0],
-        },
-        tie_word_embeddings=False,
-    )
+        }
+        vision |= {"fullatt_block_indexes": [0]}
+    config = config_cls(text_config=text, vision_config=vision, tie_word_embeddings=False)
     torch.manual_seed(0)
-    return Qwen2_5_VLForConditionalGeneration(config).to(device=device, dtype=dtype).eval(), config
+    return model_cls(config).to(device=device, dtype=dtype).eval(), config
 
 
 def synthetic_inputs(
     config: Any, n_video: int, text_tokens: int, device: torch.device, dtype: torch.dtype, batch: int = 1
 ):
-    """``batch`` copies of a prompt of ``text_tokens`` text tokens around ``n_video`` video tokens."""
+    """``batch`` copies of a prompt of ``text_tokens`` text tokens around ``n_video`` video tokens.
+
+    One temporal patch, so the video is one run of tokens for every family (Qwen3-VL writes a
+    timestamp before each temporal patch; with one patch there is nothing between the tokens).
+    """
     a = max(d for d in range(1, int(n_video**0.5) + 1) if n_video % d == 0)
     grid = torch.tensor([[1, 2 * a, 2 * (n_video // a)]])  # tokens = t * h * w / merge^2 = n_video
     head = [config.vision_start_token_id]
@@ -111,15 +140,20 @@ def synthetic_inputs(
     input_ids = torch.tensor([ids] * batch, device=device)
     mm = (input_ids == config.video_token_id).long() * 2
     gen = torch.Generator().manual_seed(0)
-    pixels = torch.randn(int(grid.prod()), 3 * 2 * 14 * 14, generator=gen).to(device=device, dtype=dtype)
-    return {
+    patch = config.vision_config.patch_size
+    pixels = torch.randn(int(grid.prod()), 3 * 2 * patch * patch, generator=gen).to(
+        device=device, dtype=dtype
+    )
+    inputs = {
         "input_ids": input_ids,
         "attention_mask": torch.ones_like(input_ids),
         "mm_token_type_ids": mm,
         "pixel_values_videos": pixels.repeat(batch, 1),
         "video_grid_thw": grid.repeat(batch, 1).to(device),
-        "second_per_grid_ts": torch.ones(batch, device=device),
     }
+    if config.model_type == "qwen2_5_vl":  # seconds per temporal patch (Qwen2.5-VL's time positions)
+        inputs["second_per_grid_ts"] = torch.ones(batch, device=device)
+    return inputs
 
 
 def timed(fn: Callable[[], DecodeOutput], repeats: int, device: torch.device, baseline: int):
@@ -140,7 +174,15 @@ def timed(fn: Callable[[], DecodeOutput], repeats: int, device: torch.device, ba
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog=prog("bench"), description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--model-dir", help="a real Qwen2.5-VL checkpoint instead of the synthetic config")
+    parser.add_argument(
+        "--model-dir", help="a real checkpoint (any supported family) instead of the synthetic config"
+    )
+    parser.add_argument(
+        "--family",
+        choices=SYNTHETIC_FAMILIES,
+        default="qwen2_5_vl",
+        help="model family of the synthetic config (ignored with --model-dir)",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
@@ -171,16 +213,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     baseline = psutil.Process().memory_info().rss
     if args.model_dir:
-        from transformers import Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoModelForImageTextToText
 
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        model = AutoModelForImageTextToText.from_pretrained(
             args.model_dir, dtype=dtype, device_map=device
         ).eval()
         config = model.config
     else:
         model, config = synthetic_model(args, device, dtype)
     inputs = synthetic_inputs(config, args.video_tokens, args.text_tokens, device, dtype, args.batch)
-    dec = Qwen2_5_VLAdapter(model)
+    dec = adapter_for(model)
     settings = GenerationSettings(max_new_tokens=args.new_tokens)
 
     def run(cfg: VReasonSettings | None) -> Callable[[], DecodeOutput]:
@@ -209,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
-        "model": args.model_dir or f"synthetic {args.layers}L/{args.hidden}h/{args.vocab}v",
+        "model": args.model_dir or f"synthetic {args.family} {args.layers}L/{args.hidden}h/{args.vocab}v",
+        "family": FAMILIES[config.model_type].label,
         "video_tokens": args.video_tokens,
         "new_tokens": args.new_tokens,
         "batch": args.batch,

@@ -1,7 +1,14 @@
-"""Shared fixtures: a tiny random-weight Qwen2.5-VL built once per session, and processed inputs."""
+"""Shared fixtures: tiny random-weight models built once per session, and processed inputs.
+
+``tiny_model_dir``/``tiny_model``/``tiny_processor``/``tiny_inputs`` are the tiny Qwen2.5-VL. The
+``kit`` fixture runs a test once per model family (Qwen2.5-VL, Qwen3-VL, Qwen2-VL), each family's
+tiny model built at most once per session and only when a test asks for it; narrow it with
+``@pytest.mark.parametrize("kit", [...], indirect=True)``.
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -10,18 +17,94 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from lmms_vreason.testing.tiny import TinySpec, build_tiny_model
 
+FAMILY_SPECS: dict[str, TinySpec] = {
+    "qwen2_5_vl": TinySpec(vocab="small", seed=0),
+    # head_dim 32 != hidden/heads (16), as in Qwen3-VL-4B: nothing may derive it from the hidden size.
+    "qwen3_vl": TinySpec(family="qwen3_vl", vocab="small", seed=0, head_dim=32),
+    "qwen2_vl": TinySpec(family="qwen2_vl", vocab="small", seed=0),
+}
+FAMILIES = tuple(FAMILY_SPECS)
+
+
+class TinyKit:
+    """One family's tiny model, processor and default inputs, each made on first use."""
+
+    def __init__(self, family: str, factory: pytest.TempPathFactory) -> None:
+        self.family = family
+        self.spec = FAMILY_SPECS[family]
+        self._factory = factory
+
+    @cached_property
+    def dir(self) -> Path:
+        return build_tiny_model(self._factory.mktemp(f"tiny_{self.family}"), self.spec)
+
+    @cached_property
+    def processor(self):
+        from transformers import AutoProcessor
+
+        if self.family == "qwen3_vl":  # its own size limits (factor 32); qwen2-style pixel kwargs are not its
+            return AutoProcessor.from_pretrained(self.dir)
+        return AutoProcessor.from_pretrained(self.dir, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
+
+    @cached_property
+    def model(self):
+        return load_model(self.dir)
+
+    @cached_property
+    def model_f64(self):
+        return load_model(self.dir, torch.float64)
+
+    @cached_property
+    def inputs(self) -> dict:
+        return make_inputs(self.processor)
+
+    def adapter(self, model=None):
+        """The family's adapter on ``model`` (default: the float32 model), picked by ``adapter_for``."""
+        from lmms_vreason.models import adapter_for
+
+        return adapter_for(self.model if model is None else model)
+
+    def __repr__(self) -> str:
+        return self.family
+
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small-vocabulary tiny model (fast)."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny_small"), TinySpec(vocab="small", seed=0))
+def tiny_kits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyKit]:
+    return {family: TinyKit(family, tmp_path_factory) for family in FAMILY_SPECS}
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def kit(request: pytest.FixtureRequest, tiny_kits: dict[str, TinyKit]) -> TinyKit:
+    """A tiny model of each family in turn."""
+    return tiny_kits[request.param]
 
 
 @pytest.fixture(scope="session")
-def tiny_processor(tiny_model_dir: Path):
-    from transformers import AutoProcessor
+def tiny_model_dir(tiny_kits: dict[str, TinyKit]) -> Path:
+    """Small-vocabulary tiny Qwen2.5-VL (fast)."""
+    return tiny_kits["qwen2_5_vl"].dir
 
-    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
+
+@pytest.fixture(scope="session")
+def tiny3_model_dir(tiny_kits: dict[str, TinyKit]) -> Path:
+    """Small-vocabulary tiny Qwen3-VL (fast)."""
+    return tiny_kits["qwen3_vl"].dir
+
+
+@pytest.fixture(scope="session")
+def tiny3_sensitive_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen3-VL with weights at std 0.2, for end-to-end text comparisons.
+
+    At transformers' 0.02 its greedy text does not depend on the video (4 or 8 frames, any question:
+    the same string), so comparing two backends' answers could not see a difference in the frames.
+    """
+    spec = TinySpec(**{**FAMILY_SPECS["qwen3_vl"].__dict__, "init_std": 0.2})
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen3_vl_std0.2"), spec)
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_kits: dict[str, TinyKit]):
+    return tiny_kits["qwen2_5_vl"].processor
 
 
 class LogitRecorder:
@@ -53,21 +136,20 @@ class StopWhen(StoppingCriteria):
 
 
 def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    """A tiny checkpoint of any family (its ``...ForConditionalGeneration`` class)."""
+    from transformers import AutoModelForImageTextToText
 
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn
-    ).eval()
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tiny_model_dir: Path):
-    return load_model(tiny_model_dir)
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn).eval()
 
 
 @pytest.fixture(scope="session")
-def tiny_model_f64(tiny_model_dir: Path):
-    return load_model(tiny_model_dir, torch.float64)
+def tiny_model(tiny_kits: dict[str, TinyKit]):
+    return tiny_kits["qwen2_5_vl"].model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_f64(tiny_kits: dict[str, TinyKit]):
+    return tiny_kits["qwen2_5_vl"].model_f64
 
 
 def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, question: str = "What moves?"):
@@ -113,5 +195,5 @@ def make_batch_inputs(processor, samples: list[dict]):
 
 
 @pytest.fixture(scope="session")
-def tiny_inputs(tiny_processor):
-    return make_inputs(tiny_processor)
+def tiny_inputs(tiny_kits: dict[str, TinyKit]):
+    return tiny_kits["qwen2_5_vl"].inputs

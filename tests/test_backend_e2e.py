@@ -23,6 +23,7 @@ from lmms_vreason.testing.fixtures import make_fixture_bench, write_video
 pytestmark = pytest.mark.slow
 
 PIXELS = f"max_pixels={32 * 28 * 28},min_pixels={4 * 28 * 28}"
+PIXELS_QWEN3 = f"max_pixels={32 * 32 * 32},min_pixels={4 * 32 * 32}"  # Qwen3-VL: 32 x 32 px per token
 GREEDY = "do_sample=false,temperature=0,max_new_tokens=12"
 
 
@@ -100,6 +101,58 @@ def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_
     for doc_id in a:
         assert response(a[doc_id]) == response(b[doc_id])
         assert len(response(a[doc_id])) > 0
+
+
+def test_plugin_with_vreason_off_equals_builtin_qwen3_vl(tmp_path, tiny3_sensitive_model_dir, fixture_data):
+    """Same tiny Qwen3-VL, same frames (qwen-vl-utils at 32 px, real timestamps), greedy.
+
+    lmms-eval's ``qwen3_vl`` always adds the system prompt "You are a helpful assistant.", which
+    Qwen3-VL's chat template does not: ours is given it explicitly. The model's answers depend on
+    the question and the frames (checked below), so equal answers mean equal inputs.
+    """
+    common = f"pretrained={tiny3_sensitive_model_dir},device=cpu,{PIXELS_QWEN3}"
+    ours = run_lmms_eval(
+        tmp_path / "ours",
+        "qwen3_vl_vreason",
+        f"{common},dtype=bfloat16,nframes=8,vreason=false,system_prompt=You are a helpful assistant.",
+        fixture_data,
+    )
+    builtin = run_lmms_eval(
+        tmp_path / "builtin", "qwen3_vl", f"{common},device_map=cpu,max_num_frames=8", fixture_data
+    )
+    a, b = read_samples(tmp_path / "ours"), read_samples(tmp_path / "builtin")
+    assert sorted(a) == sorted(b) == [0, 1, 2], (ours.stderr[-2000:], builtin.stderr[-2000:])
+    for doc_id in a:
+        assert response(a[doc_id]) == response(b[doc_id])
+        assert len(response(a[doc_id])) > 0
+    assert len({response(row) for row in a.values()}) > 1  # the answer depends on the question
+    run_lmms_eval(
+        tmp_path / "fewer_frames",
+        "qwen3_vl_vreason",
+        f"{common},dtype=bfloat16,nframes=4,vreason=false,system_prompt=You are a helpful assistant.",
+        fixture_data,
+    )
+    fewer = read_samples(tmp_path / "fewer_frames")
+    assert any(response(fewer[d]) != response(a[d]) for d in a)  # ... and on the frames
+
+
+def test_qwen3_vl_vreason_run_writes_results_and_telemetry(tmp_path, tiny3_model_dir, fixture_data):
+    args = f"pretrained={tiny3_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS_QWEN3},step_size=2,telemetry=true"
+    proc = run_lmms_eval(
+        tmp_path / "run", "qwen3_vl_vreason", args, fixture_data, gen_kwargs="max_new_tokens=10"
+    )
+    results = sorted((tmp_path / "run").rglob("*_results.json"))
+    assert results, proc.stderr[-3000:]
+    data = json.loads(results[-1].read_text())
+    assert 0.0 <= data["results"]["mmvu"]["accuracy,none"] <= 100.0
+    samples = read_samples(tmp_path / "run")
+    traces = {t.doc_id: t for t in read_traces(tmp_path / "run")}
+    assert sorted(traces) == sorted(samples) == [0, 1, 2]
+    for trace in traces.values():
+        assert trace.vreason and trace.task == "mmvu"
+        assert trace.output_tokens == len(trace.entropy) <= 10
+        assert trace.opt_steps == sum(trace.optimized) == trace.output_tokens // 2
+        assert trace.video_tokens_before > 0 and trace.decode_s > 0
 
 
 def test_vreason_run_writes_results_samples_and_matching_telemetry(tmp_path, tiny_model_dir, fixture_data):

@@ -34,16 +34,19 @@ def _run(dec, inputs, cfg, **kwargs):
 
 
 @pytest.mark.parametrize(
-    "cfg",
+    ("kit", "cfg"),
     [
-        VReasonSettings(step_size=2, lr=0.05),
-        VReasonSettings(step_size=1, lr=0.05, norm_scope="token"),
-        VReasonSettings(step_size=2, lr=0.05, lite=True, keep_ratio=0.5),
+        ("qwen2_5_vl", VReasonSettings(step_size=2, lr=0.05)),
+        ("qwen2_5_vl", VReasonSettings(step_size=1, lr=0.05, norm_scope="token")),
+        ("qwen2_5_vl", VReasonSettings(step_size=2, lr=0.05, lite=True, keep_ratio=0.5)),
+        # Qwen3-VL: per-frame video runs between timestamps, left-padded token types, DeepStack.
+        ("qwen3_vl", VReasonSettings(step_size=2, lr=0.05, lite=True, keep_ratio=0.5)),
     ],
-    ids=["full-k2", "full-k1-token", "lite-k2"],
+    ids=["full-k2", "full-k1-token", "lite-k2", "qwen3_vl-lite-k2"],
+    indirect=["kit"],
 )
-def test_batched_vreason_equals_each_sample_alone(tiny_model, tiny_processor, cfg):
-    dec = Qwen2_5_VLAdapter(tiny_model)
+def test_batched_vreason_equals_each_sample_alone(kit, cfg):
+    dec, tiny_processor = kit.adapter(), kit.processor
     batch = make_batch_inputs(tiny_processor, SAMPLES)
     counts = (batch["input_ids"] == dec.video_token_id).sum(dim=1)
     assert counts[0] < counts[1]

@@ -152,6 +152,24 @@ def test_tables_2_3_4_8_and_figure_4(shipped: dict[str, ExperimentConfig]) -> No
     ]
 
 
+def test_qwen3_vl_extension_configs(shipped: dict[str, ExperimentConfig]) -> None:
+    """Not in the paper: Qwen3-VL-8B baseline / V-Reason / Lite at 32 frames and 128 tokens per frame."""
+    rows = {n: c for n, c in shipped.items() if n.startswith("x-qwen3-8b-")}
+    assert sorted(rows) == [f"x-qwen3-8b-32f128-{v}" for v in ("base", "lite", "vreason")]
+    for name, config in rows.items():
+        args = config.backend_args
+        assert config.model == "qwen3_vl_vreason" and args.pretrained == "Qwen/Qwen3-VL-8B-Instruct"
+        assert config.reproduces.startswith("Extension:") and dict(config.paper) == {}
+        assert args.nframes == 32 and args.max_pixels == 128 * 32 * 32  # Qwen3-VL: 32 x 32 px per token
+        assert list(config.tasks) == ALL_TASKS
+        assert (args.vreason, args.lite) == {
+            "base": (False, False),
+            "vreason": (True, False),
+            "lite": (True, True),
+        }[name.rsplit("-", 1)[1]]
+        assert config.baseline in (None, "x-qwen3-8b-32f128-base")
+
+
 def test_shipped_baselines_exist(shipped: dict[str, ExperimentConfig]) -> None:
     for config in shipped.values():
         if config.baseline is not None:

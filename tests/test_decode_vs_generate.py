@@ -1,4 +1,8 @@
-"""The decode loop against transformers' ``generate`` (the independent reference for the loop)."""
+"""The decode loop against transformers' ``generate`` (the independent reference for the loop).
+
+Run for every model family (``kit``): the loop and the V-Reason stepper are shared, only the
+adapter's positions and prefill inputs differ, so ``generate`` checks each adapter.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from conftest import LogitRecorder, stop_when
 from lmms_vreason.core.decode import decode
 from lmms_vreason.core.sampling import stopping_criteria
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
-from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from lmms_vreason.models import adapter_for
 
 N_NEW = 16
 
@@ -29,57 +33,57 @@ def _generate(model, inputs, **kwargs):
 
 def _ours(model, inputs, settings, vreason=None, generators=None):
     rec = LogitRecorder()
-    out = decode(Qwen2_5_VLAdapter(model), inputs, settings, vreason, probe=rec, generators=generators)
+    out = decode(adapter_for(model), inputs, settings, vreason, probe=rec, generators=generators)
     return out, torch.stack([lg[0] for lg in rec.logits])
 
 
-def test_greedy_equals_generate_tokens_and_logits(tiny_model, tiny_inputs):
-    ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
+def test_greedy_equals_generate_tokens_and_logits(kit):
+    ref_tokens, ref_logits = _generate(kit.model, kit.inputs, do_sample=False)
     out, logits = _ours(
-        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonSettings(vreason=False)
+        kit.model, kit.inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonSettings(vreason=False)
     )
     assert out.sequences[0] == ref_tokens
     assert len(ref_tokens) == N_NEW
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
 
 
-def test_sampling_equals_generate_with_same_seed(tiny_model, tiny_inputs):
+def test_sampling_equals_generate_with_same_seed(kit):
     settings = GenerationSettings(do_sample=True, temperature=1.5, top_p=0.95, top_k=50, max_new_tokens=N_NEW)
     torch.manual_seed(123)
     ref_tokens, ref_logits = _generate(
-        tiny_model, tiny_inputs, do_sample=True, temperature=1.5, top_p=0.95, top_k=50
+        kit.model, kit.inputs, do_sample=True, temperature=1.5, top_p=0.95, top_k=50
     )
     torch.manual_seed(123)
-    out, logits = _ours(tiny_model, tiny_inputs, settings, None)
+    out, logits = _ours(kit.model, kit.inputs, settings, None)
     assert out.sequences[0] == ref_tokens
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
     # A different seed must change the draw (the test would pass vacuously for a greedy-like sampler).
     torch.manual_seed(7)
-    other, _ = _ours(tiny_model, tiny_inputs, settings, None)
+    other, _ = _ours(kit.model, kit.inputs, settings, None)
     assert other.sequences[0] != ref_tokens
 
 
-def test_controller_frozen_at_zero_equals_generate(tiny_model, tiny_inputs, monkeypatch):
+def test_controller_frozen_at_zero_equals_generate(kit, monkeypatch):
     """Every step runs the differentiable path (k=1) but ΔV never moves: logits must be bit-identical."""
     from lmms_vreason.core.controller import ValueController
 
     monkeypatch.setattr(ValueController, "step", lambda self, update=None: self.skip())
-    ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
+    ref_tokens, ref_logits = _generate(kit.model, kit.inputs, do_sample=False)
     out, logits = _ours(
-        tiny_model, tiny_inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonSettings(step_size=1)
+        kit.model, kit.inputs, GenerationSettings(max_new_tokens=N_NEW), VReasonSettings(step_size=1)
     )
     assert int(out.stats.opt_steps[0]) == N_NEW - 1
     assert out.sequences[0] == ref_tokens
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
 
 
-def test_vreason_changes_logits_after_first_update(tiny_model, tiny_inputs):
+def test_vreason_changes_logits_after_first_update(kit):
     """With a real update the logits must move from step k+1 on, and never before."""
     k = 2
-    ref_tokens, ref_logits = _generate(tiny_model, tiny_inputs, do_sample=False)
+    ref_tokens, ref_logits = _generate(kit.model, kit.inputs, do_sample=False)
     out, logits = _ours(
-        tiny_model,
-        tiny_inputs,
+        kit.model,
+        kit.inputs,
         GenerationSettings(max_new_tokens=N_NEW),
         VReasonSettings(step_size=k, lr=0.05),
     )
@@ -93,7 +97,7 @@ def test_stops_at_eos_and_until(tiny_model, tiny_inputs, eos_step):
     ref_tokens, _ = _generate(tiny_model, tiny_inputs, do_sample=False)
     eos = ref_tokens[eos_step - 1]
     out = decode(
-        Qwen2_5_VLAdapter(tiny_model),
+        adapter_for(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=N_NEW),
         stopping=stopping_criteria([eos]),
@@ -101,7 +105,7 @@ def test_stops_at_eos_and_until(tiny_model, tiny_inputs, eos_step):
     assert out.sequences[0] == ref_tokens[: ref_tokens.index(eos) + 1]
     stop_after = 5
     out = decode(
-        Qwen2_5_VLAdapter(tiny_model),
+        adapter_for(tiny_model),
         tiny_inputs,
         GenerationSettings(max_new_tokens=N_NEW),
         stopping=stop_when(lambda ids: len(ids) >= stop_after),

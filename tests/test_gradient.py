@@ -2,7 +2,9 @@
 
 The reference recomputes the whole sequence (prompt + generated tokens) from scratch in float64, with
 the last layer's video values replaced by Eq. 1 through a hook on ``v_proj`` (written here
-independently of the package), and differentiates the last position's entropy with autograd.
+independently of the package), and differentiates the last position's entropy with autograd. The
+reference builds its own positions (the model's, from the full sequence), so it also checks each
+family adapter's positions; for Qwen3-VL it also runs DeepStack over the whole sequence again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import torch
 
 from lmms_vreason.core.decode import decode
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
+from lmms_vreason.models import adapter_for
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
+
+VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+"""What the processor gives a family's full forward besides ids and token types (Qwen2.5-VL: all)."""
 
 
 class GradRecorder:
@@ -50,13 +56,8 @@ def _reference_grad(model, inputs, generated, step, delta, alpha, scope_dims):
     try:
         model.model.rope_deltas = None
         with torch.enable_grad():
-            logits = model(
-                input_ids=full,
-                mm_token_type_ids=mm,
-                pixel_values_videos=inputs["pixel_values_videos"],
-                video_grid_thw=inputs["video_grid_thw"],
-                second_per_grid_ts=inputs["second_per_grid_ts"],
-            ).logits[0, -1]
+            vision = {k: inputs[k] for k in VISION_INPUTS if k in inputs}
+            logits = model(input_ids=full, mm_token_type_ids=mm, **vision).logits[0, -1]
             logp = torch.log_softmax(logits, dim=-1)
             h = -(logp.exp() * logp).sum()
             (-alpha * h).backward()
@@ -65,12 +66,14 @@ def _reference_grad(model, inputs, generated, step, delta, alpha, scope_dims):
     return d_leaf.grad, float(h.detach())
 
 
+@pytest.mark.parametrize("kit", ["qwen2_5_vl", "qwen3_vl"], indirect=True)
 @pytest.mark.parametrize(("scope", "dims"), [("block", (1, 2, 3)), ("head", (2, 3)), ("token", (1, 3))])
-def test_delta_v_gradient_matches_full_autograd(tiny_model_f64, tiny_inputs, scope, dims):
+def test_delta_v_gradient_matches_full_autograd(kit, scope, dims):
+    model = kit.model_f64
     rec = GradRecorder()
     out = decode(
-        Qwen2_5_VLAdapter(tiny_model_f64),
-        tiny_inputs,
+        adapter_for(model),
+        kit.inputs,
         GenerationSettings(max_new_tokens=9),
         VReasonSettings(step_size=2, lr=0.05, norm_scope=scope),
         probe=rec,
@@ -79,7 +82,7 @@ def test_delta_v_gradient_matches_full_autograd(tiny_model_f64, tiny_inputs, sco
     generated = out.sequences[0]
     for step, delta, grad, alpha, h in rec.records[1:]:  # from the 2nd opt step on, ΔV != 0
         assert delta.abs().max() > 0
-        ref, ref_h = _reference_grad(tiny_model_f64, tiny_inputs, generated, step, delta, alpha, dims)
+        ref, ref_h = _reference_grad(model, kit.inputs, generated, step, delta, alpha, dims)
         assert abs(ref_h - h) <= 1e-10 * abs(ref_h)
         rel = (grad - ref).norm() / ref.norm()
         assert rel < 1e-8, f"step {step}: relative gradient error {rel:.2e}"

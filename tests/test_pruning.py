@@ -13,6 +13,8 @@ from lmms_vreason.core.pruning import keep_count, prune_video_tokens
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
+LITE_FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+
 STEPS = 16
 
 
@@ -44,10 +46,12 @@ def _fixed_delta(values_like: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.randn(values_like.shape, generator=gen)
 
 
+@pytest.mark.parametrize("kit", LITE_FAMILIES, indirect=True)
 @pytest.mark.parametrize("with_delta", [False, True])
 @pytest.mark.parametrize("keep_ratio", [0.5, 0.3])
-def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_delta, keep_ratio):
-    dec = Qwen2_5_VLAdapter(tiny_model)
+def test_pruned_decoding_equals_masked_attention(kit, with_delta, keep_ratio):
+    """Qwen3-VL's video tokens are one run per temporal patch, with timestamp text between the runs."""
+    dec, tiny_inputs = kit.adapter(), kit.inputs
     video = dec.video_positions(tiny_inputs["input_ids"])
     cfg = VReasonSettings(lite=True, keep_ratio=keep_ratio)
 
@@ -87,9 +91,11 @@ def test_pruned_decoding_equals_masked_attention(tiny_model, tiny_inputs, with_d
     assert (_greedy(dec, cache_u, pos_u, logits_u) - want).abs().max() > 1e-4
 
 
-def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkeypatch):
+@pytest.mark.parametrize("kit", LITE_FAMILIES, indirect=True)
+def test_positions_continue_from_unpruned_length(kit, monkeypatch):
     """Every decode step's M-RoPE position is ``original_len + step + rope_delta``, not cache-based."""
-    dec = Qwen2_5_VLAdapter(tiny_model)
+    tiny_model, tiny_inputs = kit.model, kit.inputs
+    dec = kit.adapter()
     seen: list[torch.Tensor] = []
     forward = dec.forward
 
@@ -105,11 +111,12 @@ def test_positions_continue_from_unpruned_length(tiny_model, tiny_inputs, monkey
         VReasonSettings(vreason=False, lite=True, prune_only=True),
     )
     prefill = seen[0]
+    timing = {"second_per_grid_ts": tiny_inputs["second_per_grid_ts"]} if kit.family == "qwen2_5_vl" else {}
     _, rope_delta = tiny_model.model.get_rope_index(
         tiny_inputs["input_ids"],
         mm_token_type_ids=tiny_inputs["mm_token_type_ids"],
         video_grid_thw=tiny_inputs["video_grid_thw"],
-        second_per_grid_ts=tiny_inputs["second_per_grid_ts"],
+        **timing,
     )
     original_len = tiny_inputs["input_ids"].shape[1]
     for step, pos in enumerate(seen[1:], start=1):

@@ -1,4 +1,4 @@
-"""The offline tiny model: deterministic, loadable offline, Qwen2.5-VL token layout."""
+"""The offline tiny models: deterministic, loadable offline, each family's token layout and processor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from lmms_vreason.testing.tiny import QWEN25_SPECIAL_TOKENS, REAL_VOCAB_SIZE, TinySpec, build_tiny_model
+from lmms_vreason.testing.tiny import (
+    QWEN3_SPECIAL_TOKENS,
+    QWEN25_SPECIAL_TOKENS,
+    REAL_VOCAB_SIZE,
+    TinySpec,
+    build_tiny_model,
+)
 
 
 def _digest(path: Path) -> str:
@@ -55,3 +61,51 @@ def test_real_vocabulary_has_qwen25_vl_layout(tmp_path):
     text = "Let me think: 3.14 is <answer>B</answer>"
     assert tok.decode(tok(text).input_ids) == text
     assert len(tok(text).input_ids) < len(text)  # real BPE merges, not bytes
+
+
+def test_cli_builds_a_qwen3_vl_model_that_loads_offline(tmp_path):
+    out = tmp_path / "cli3"
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "lmms_vreason.testing.tiny", str(out), "--family", "qwen3_vl"]
+    subprocess.run([*cmd, "--layers", "2", "--head-dim", "32"], check=True, env=env)
+    code = (
+        "from transformers import AutoProcessor, Qwen3VLForConditionalGeneration as M;"
+        f"m = M.from_pretrained({str(out)!r}); p = AutoProcessor.from_pretrained({str(out)!r});"
+        "t = m.config.text_config; v = m.config.vision_config;"
+        "assert (t.num_hidden_layers, t.head_dim, t.hidden_size // t.num_attention_heads) == (2, 32, 16);"
+        "assert v.patch_size == p.video_processor.patch_size == p.image_processor.patch_size == 16;"
+        "assert v.deepstack_visual_indexes and type(p).__name__ == 'Qwen3VLProcessor';"
+        "assert p.tokenizer.convert_tokens_to_ids('<|video_pad|>') == m.config.video_token_id;"
+        "assert p.tokenizer.convert_tokens_to_ids('</think>') == m.config.video_token_id + 12;"
+        "msgs = [{'role': 'user', 'content': [{'type': 'video'}, {'type': 'text', 'text': 'Q'}]}];"
+        "print(repr(p.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    # Qwen3-VL's template adds no system prompt (Qwen2.5-VL's adds "You are a helpful assistant.").
+    assert res.stdout.strip() == repr(
+        "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Q<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_spec_rejects_what_a_family_cannot_build():
+    with pytest.raises(ValueError, match="family must be one of qwen2_5_vl, qwen3_vl, qwen2_vl"):
+        TinySpec(family="llava")
+    with pytest.raises(ValueError, match="only qwen3_vl takes another"):
+        TinySpec(head_dim=32)
+    assert TinySpec(family="qwen3_vl", head_dim=32).attention_head_dim == 32
+
+
+@pytest.mark.slow
+def test_real_vocabulary_has_qwen3_vl_layout(tmp_path):
+    from transformers import AutoConfig, AutoProcessor
+
+    path = build_tiny_model(tmp_path / "real3", TinySpec(family="qwen3_vl", vocab="real", layers=1))
+    tok = AutoProcessor.from_pretrained(path).tokenizer
+    config = AutoConfig.from_pretrained(path)
+    assert tok.convert_tokens_to_ids("<|vision_start|>") == 151652 == config.vision_start_token_id
+    assert tok.convert_tokens_to_ids("<|video_pad|>") == 151656 == config.video_token_id
+    assert tok.convert_tokens_to_ids("<think>") == 151667 and tok.convert_tokens_to_ids("</think>") == 151668
+    assert len(tok) == 151643 + len(QWEN3_SPECIAL_TOKENS)
+    assert config.text_config.vocab_size == REAL_VOCAB_SIZE
+    text = "Let me think: 3.14 is <answer>B</answer>"
+    assert tok.decode(tok(text).input_ids) == text

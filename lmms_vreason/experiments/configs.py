@@ -14,7 +14,7 @@ Schema (see ``model_configs/README.md``)::
     name: t1-7b-32f128-lite               # required; equals the file stem; names the output dir
     reproduces: "Table 1: ..."            # required; the table/row/figure point this run stands for
     paper: {mmvu: 65.0, avg: 51.4, ...}   # paper's numbers (percent); keys of TABLE1_COLUMNS, avg, avg_wo_mra
-    model: qwen2_5_vl_vreason             # optional; the only backend validated here
+    model: qwen2_5_vl_vreason             # optional; a V-Reason backend (qwen3_vl_vreason, qwen2_vl_vreason)
     model_args: {pretrained: ..., ...}    # checked by lmms_vreason.lmms.args.parse_model_args
     tasks: [mmvu, ...]                    # task names of lmms_vreason.benchmarks
     gen_kwargs: {temperature: 0.3, ...}   # optional overrides of the tasks' generation settings
@@ -32,6 +32,7 @@ expanded configs and in the config copy the launcher stores in each run folder.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,9 +60,10 @@ from lmms_vreason.benchmarks import (
     VSI_GROUP_TASK,
 )
 from lmms_vreason.core.settings import GenerationSettings, lr_label
-from lmms_vreason.lmms.args import CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
+from lmms_vreason.lmms.args import BACKEND_NAME, CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
+from lmms_vreason.models.families import FAMILIES
 
-DEFAULT_MODEL = "qwen2_5_vl_vreason"
+DEFAULT_MODEL = BACKEND_NAME
 CONFIG_COPY_NAME = "vreason_experiment.yaml"
 """The config, as run, stored in its output folder (read back by the collation tool)."""
 
@@ -79,8 +81,14 @@ GROUP_MEMBERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 KNOWN_TASKS: frozenset[str] = frozenset((*LEAF_TASKS, *GROUP_MEMBERS))
 
-MODEL_ARG_VALIDATORS = MappingProxyType({DEFAULT_MODEL: parse_model_args})
-"""Backends whose model arguments can be checked before launch (the only ones a config may name)."""
+MODEL_ARG_VALIDATORS = MappingProxyType(
+    {
+        family.backend: functools.partial(parse_model_args, backend=family.backend)
+        for family in FAMILIES.values()
+    }
+)
+"""Backends whose model arguments can be checked before launch (the only ones a config may name):
+the V-Reason backend of every model family."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _ARG_FORBIDDEN = re.compile(r"[,=\s]")

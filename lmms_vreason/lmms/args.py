@@ -4,12 +4,17 @@
 and defaults) plus what the lmms-eval backend needs to load a model and read videos. It is the one
 definition the backend, the README's argument table, experiment configs (``model_configs/``) and the
 launcher use. No torch import: a bad config fails in milliseconds, before anything loads.
+
+Every model family's backend (``qwen2_5_vl_vreason``, ``qwen3_vl_vreason``, ``qwen2_vl_vreason``)
+takes the same arguments with the same defaults, except the default checkpoint (``pretrained``);
+:func:`args_schema` gives each backend its schema.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import AliasChoices, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -26,8 +31,11 @@ from lmms_vreason.media.protocol import (
     VIDEO_TOTAL_PIXELS,
     FrameSettings,
 )
+from lmms_vreason.models.families import DEFAULT_FAMILY, FAMILIES, family_of_backend
 
-BACKEND_NAME = "qwen2_5_vl_vreason"
+BACKEND_NAME = DEFAULT_FAMILY.backend
+"""The default backend (``qwen2_5_vl_vreason``), whose schema is :class:`BackendArgs` itself."""
+_PRETRAINED_HELP = "HF id or local dir of a checkpoint of the backend's model family"
 
 AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
 DType = Literal["bfloat16", "float16", "float32", "float64"]
@@ -38,13 +46,16 @@ class ArgumentError(ValueError):
 
 
 class BackendArgs(VReasonSettings):
-    """Validated model arguments of the ``qwen2_5_vl_vreason`` backend (the README table is built from this)."""
+    """Validated model arguments of the ``qwen2_5_vl_vreason`` backend (the README table is built from this).
+
+    The other families' backends use a subclass that only changes ``pretrained``'s default
+    (:func:`args_schema`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    backend_name: ClassVar[str] = BACKEND_NAME
 
-    pretrained: str = Field(
-        "Qwen/Qwen2.5-VL-7B-Instruct", description="HF id or local dir of a Qwen2.5-VL model"
-    )
+    pretrained: str = Field(DEFAULT_FAMILY.default_pretrained, description=_PRETRAINED_HELP)
     device: str = Field("cuda", description="device for the model and inputs (cuda, cuda:N, cpu)")
     device_map: str | None = Field(
         None, description="accelerate device map; 'auto' shards a large model over all GPUs"
@@ -72,7 +83,8 @@ class BackendArgs(VReasonSettings):
         VIDEO_MAX_PIXELS,
         ge=1,
         description="per-frame max pixels (paper: 128*28*28, or 256*28*28 = 200704 with max_frames=16); "
-        "the effective cap is max(min(max_pixels, total_pixels/n*2), int(1.05*min_pixels))",
+        "the effective cap is max(min(max_pixels, total_pixels/n*2), int(1.05*min_pixels)); "
+        "a visual token covers 28*28 pixels, 32*32 on Qwen3-VL",
     )
     min_pixels: int = Field(
         VIDEO_MIN_PIXELS,
@@ -108,7 +120,7 @@ class BackendArgs(VReasonSettings):
         unknown = sorted(k for k in raw if k not in _NAME_OF)
         if unknown:
             raise ValueError(
-                f"unknown model argument(s) {', '.join(unknown)} for {BACKEND_NAME}; "
+                f"unknown model argument(s) {', '.join(unknown)} for {cls.backend_name}; "
                 f"valid: {', '.join(valid_argument_names())}"
             )
         seen: dict[str, str] = {}
@@ -197,32 +209,63 @@ def merge_host_config(model_args: dict[str, Any], host_config: dict[str, Any]) -
     return {**model_args, **host}
 
 
-def parse_model_args(raw: Mapping[str, Any]) -> BackendArgs:
-    """Validate and type the backend's model arguments; unknown names fail naming the valid ones.
+@functools.cache
+def args_schema(backend: str = BACKEND_NAME) -> type[BackendArgs]:
+    """The model-argument schema of one family's backend (an lmms-eval model id)."""
+    try:
+        family = family_of_backend(backend)
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    if backend == BACKEND_NAME:
+        return BackendArgs
+
+    class FamilyBackendArgs(BackendArgs):
+        backend_name: ClassVar[str] = backend
+        pretrained: str = Field(family.default_pretrained, description=_PRETRAINED_HELP)
+
+    FamilyBackendArgs.__doc__ = f"Validated model arguments of the ``{backend}`` backend."
+    return FamilyBackendArgs
+
+
+def parse_model_args(raw: Mapping[str, Any], backend: str = BACKEND_NAME) -> BackendArgs:
+    """Validate and type a backend's model arguments; unknown names fail naming the valid ones.
 
     ``raw`` is what lmms-eval passes to the constructor (``--model_args`` parsed, plus its
-    ``batch_size``/``device``/``max_batch_size``), or a ``model_args`` mapping from a config file.
+    ``batch_size``/``device``/``max_batch_size``), or a ``model_args`` mapping from a config file;
+    ``backend`` is the lmms-eval model id (its family decides the default checkpoint).
     """
+    schema = args_schema(backend)
     try:
-        return BackendArgs.model_validate(dict(raw))
+        return schema.model_validate(dict(raw))
     except ValidationError as exc:
         raise ArgumentError(validation_message(exc, "model argument")) from None
 
 
+def _shown(default: Any) -> str:
+    return "—" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+
+
 def model_args_markdown() -> str:
-    """The README's table of model arguments (a test keeps the README equal to this)."""
+    """The README's table of model arguments (a test keeps the README equal to this).
+
+    One table for every family's backend; a default that differs between them is listed per backend.
+    """
     rows = ["| argument | default | what it does |", "|---|---|---|"]
     method = set(VReasonSettings.model_fields)
     fields = BackendArgs.model_fields
     ordered = [n for n in fields if n not in method] + [n for n in fields if n in method]
+    backends = [family.backend for family in FAMILIES.values()]
     for name in ordered:
         field = fields[name]
         names = " / ".join(f"`{n}`" for n in _names(name, field))
-        default = field.default
-        shown = "—" if default is None else str(default).lower() if isinstance(default, bool) else default
+        defaults = {b: _shown(args_schema(b).model_fields[name].default) for b in backends}
+        if len(set(defaults.values())) == 1:
+            shown = f"`{defaults[BACKEND_NAME]}`"
+        else:
+            shown = ", ".join(f"`{value}` (`{backend}`)" for backend, value in defaults.items())
         choices = [c for c in get_args(field.annotation) if isinstance(c, str)]
         for arg in get_args(field.annotation):  # Literal[...] | None
             choices += [c for c in get_args(arg) if isinstance(c, str)]
         extra = f" ({', '.join(choices)})" if choices else ""
-        rows.append(f"| {names} | `{shown}` | {field.description}{extra} |")
+        rows.append(f"| {names} | {shown} | {field.description}{extra} |")
     return "\n".join(rows) + "\n"

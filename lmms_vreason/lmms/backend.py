@@ -1,12 +1,18 @@
-"""The ``qwen2_5_vl_vreason`` lmms-eval backend: a thin adapter around :func:`lmms_vreason.core.decode.decode`.
+"""The V-Reason lmms-eval backends: a thin adapter around :func:`lmms_vreason.core.decode.decode`.
 
-It turns lmms-eval chat requests into Qwen2.5-VL processor inputs, runs our decode loop, and returns
+One backend class, :class:`VReasonBackend`, serves every model family; each lmms-eval model id is a
+subclass that only names its :class:`~lmms_vreason.models.families.ModelFamily`
+(``qwen2_5_vl_vreason``, ``qwen3_vl_vreason``, ``qwen2_vl_vreason``). It turns lmms-eval chat
+requests into the family's processor inputs, runs our decode loop, and returns
 ``GenerationResult``s. Videos are read as Video-R1's evaluation reads them (2 fps within [4, 32]
-frames, per-frame pixels 128*28*28 upscaled or capped; :mod:`lmms_vreason.media.protocol`).
-Differences from the built-in backend, on purpose: that frame reading; ``until``/``top_k``/
+frames, per-frame pixels 128*28*28 upscaled or capped; :mod:`lmms_vreason.media.protocol`), with
+frame sides rounded to the model's own patch x merge (28 px, 32 on Qwen3-VL).
+Differences from the built-in backends, on purpose: that frame reading; ``until``/``top_k``/
 ``do_sample`` are honoured and unknown generation kwargs are errors; unknown model arguments fail at
 start-up naming the valid ones; a sample whose video cannot be read fails alone (a marked response
-naming the cause) instead of the run, and every sample's media is read once, before batching.
+naming the cause) instead of the run, and every sample's media is read once, before batching; the
+system prompt is the chat template's own unless ``system_prompt`` is given (lmms-eval's ``qwen3_vl``
+always adds "You are a helpful assistant.", which Qwen3-VL's template does not).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from lmms_eval import utils as lmms_utils
@@ -33,6 +39,7 @@ from lmms_vreason.lmms.args import ArgumentError, merge_host_config, parse_model
 from lmms_vreason.lmms.media import PROCESSOR_KWARGS, MediaError, SampleMedia, load_sample_media
 from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
+from lmms_vreason.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, ModelFamily, family_named
 from lmms_vreason.telemetry import GridResponse, GridResponseWriter, SampleTrace, TelemetryWriter
 
 _DTYPES = {
@@ -43,22 +50,44 @@ _DTYPES = {
 }
 
 
-class Qwen2_5_VL_VReason(lmms):
-    """Qwen2.5-VL with V-Reason inference-time optimisation (``--model qwen2_5_vl_vreason``)."""
+def check_checkpoint_family(family: ModelFamily, pretrained: str) -> None:
+    """Fail before any weight loads when ``pretrained`` is not a checkpoint of ``family``.
+
+    The loop would follow the checkpoint (its adapter comes from ``model_type``), but the results
+    would be filed under the wrong ``--model``, with another family's defaults.
+    """
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(pretrained).model_type
+    if model_type == family.name:
+        return
+    try:
+        hint = f": use --model {family_named(model_type).backend}"
+    except ValueError:
+        hint = ""
+    raise ArgumentError(
+        f"{family.backend} runs {family.label} checkpoints; pretrained={pretrained} is a {model_type!r} model{hint}"
+    )
+
+
+class VReasonBackend(lmms):
+    """A Qwen-VL model with V-Reason inference-time optimisation; subclasses set :attr:`family`."""
 
     is_simple = False
+    family: ClassVar[ModelFamily]
 
     @classmethod
     def create_from_arg_string(
         cls, arg_string: str, additional_config: dict[str, Any] | None = None
-    ) -> Qwen2_5_VL_VReason:
+    ) -> VReasonBackend:
         """lmms-eval's constructor hook, with a clear error where ``--model_args`` repeats a CLI option."""
         model_args = lmms_utils.simple_parse_args_string(arg_string)
         return cls(**merge_host_config(model_args, additional_config or {}))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        args = self.args = parse_model_args(kwargs)
+        family = self.family
+        args = self.args = parse_model_args(kwargs, backend=family.backend)
         self.vreason = args.vreason_settings
         self.batch_size_per_gpu = args.batch_size
         # lmms-eval writes its outputs only after generating everything: find out now that it can.
@@ -88,6 +117,7 @@ class Qwen2_5_VL_VReason(lmms):
         load_kwargs: dict[str, Any] = {"dtype": _DTYPES[args.dtype], "device_map": device_map}
         if args.attn_implementation is not None:
             load_kwargs["attn_implementation"] = args.attn_implementation
+        check_checkpoint_family(family, args.pretrained)
         self._model = AutoModelForImageTextToText.from_pretrained(args.pretrained, **load_kwargs).eval()
         # The processor neither samples nor resizes (PROCESSOR_KWARGS): our reader applies Video-R1's rules.
         self.processor = AutoProcessor.from_pretrained(args.pretrained)
@@ -108,7 +138,7 @@ class Qwen2_5_VL_VReason(lmms):
         self.media_failures = 0
         self.numeric_failures = 0
         if self._rank == 0:
-            logger.info(f"qwen2_5_vl_vreason: {self.vreason}; videos: {self.frames.describe()}")
+            logger.info(f"{family.backend}: {self.vreason}; videos: {self.frames.describe()}")
 
     @property
     def grid_writer(self) -> GridResponseWriter:
@@ -149,10 +179,10 @@ class Qwen2_5_VL_VReason(lmms):
         return self.eos_token_ids[0]
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        raise NotImplementedError("qwen2_5_vl_vreason only generates (generate_until tasks)")
+        raise NotImplementedError(f"{self.family.backend} only generates (generate_until tasks)")
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
-        raise NotImplementedError("qwen2_5_vl_vreason does not support multi-round generation")
+        raise NotImplementedError(f"{self.family.backend} does not support multi-round generation")
 
     # generation -------------------------------------------------------------------------------
     def _messages(self, doc_to_messages: Any, doc_id: int, task: str, split: str) -> ChatMessages:
@@ -375,3 +405,21 @@ class Qwen2_5_VL_VReason(lmms):
             decode_s=s.decode_s,
             peak_mem_bytes=None if peak is None else int(peak),
         )
+
+
+class Qwen2_5_VL_VReason(VReasonBackend):
+    """Qwen2.5-VL with V-Reason (``--model qwen2_5_vl_vreason``)."""
+
+    family = QWEN2_5_VL
+
+
+class Qwen3_VL_VReason(VReasonBackend):
+    """Qwen3-VL with V-Reason (``--model qwen3_vl_vreason``)."""
+
+    family = QWEN3_VL
+
+
+class Qwen2_VL_VReason(VReasonBackend):
+    """Qwen2-VL with V-Reason (``--model qwen2_vl_vreason``)."""
+
+    family = QWEN2_VL

