@@ -24,7 +24,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "efficiency": ("lmms_vreason.analysis.efficiency", "tokens, time and memory vs a baseline (Tables 5/6)"),
     "bench": ("lmms_vreason.bench", "time per-token decoding and peak memory of V-Reason vs the plain loop"),
     "demo": ("lmms_vreason.testing.demo", "offline end-to-end demo: tiny model + fixture benchmark"),
-    "tiny": ("lmms_vreason.testing.tiny", "write a tiny random-weight Qwen2.5-VL checkpoint"),
+    "tiny": (
+        "lmms_vreason.testing.tiny",
+        "write a tiny random-weight Qwen2.5-VL, Qwen3-VL or Qwen2-VL checkpoint",
+    ),
     "fixtures": ("lmms_vreason.testing.fixtures", "write the synthetic fixture benchmark"),
 }
 """Subcommand -> (module with ``main(argv)``, one-line summary)."""

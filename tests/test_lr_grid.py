@@ -31,10 +31,17 @@ def _run(adapter, inputs, cfg, settings, generators=None):
 
 
 @pytest.mark.parametrize(
-    "mode", [{"step_size": 2}, {"step_size": 2, "lite": True}, {"step_size": 1, "norm_scope": "token"}]
+    ("kit", "mode"),
+    [
+        ("qwen2_5_vl", {"step_size": 2}),
+        ("qwen2_5_vl", {"step_size": 2, "lite": True}),
+        ("qwen2_5_vl", {"step_size": 1, "norm_scope": "token"}),
+        ("qwen3_vl", {"step_size": 2, "lite": True}),  # [4, B, L] positions and the cache copied per lr
+    ],
+    indirect=["kit"],
 )
-def test_each_grid_row_equals_its_single_lr_run(tiny_model, tiny_processor, mode, monkeypatch):
-    adapter = Qwen2_5_VLAdapter(tiny_model)
+def test_each_grid_row_equals_its_single_lr_run(kit, mode, monkeypatch):
+    adapter, tiny_processor = kit.adapter(), kit.processor
     settings = GenerationSettings(max_new_tokens=STEPS)
     prunings: list[int] = []
     real_prune = stepper_module.prune_video_tokens

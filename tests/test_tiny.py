@@ -66,7 +66,7 @@ def test_real_vocabulary_has_qwen25_vl_layout(tmp_path):
 def test_cli_builds_a_qwen3_vl_model_that_loads_offline(tmp_path):
     out = tmp_path / "cli3"
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "lmms_vreason.testing.tiny", str(out), "--family", "qwen3_vl"]
+    cmd = [sys.executable, "-m", "lmms_vreason.cli", "tiny", str(out), "--family", "qwen3_vl"]
     subprocess.run([*cmd, "--layers", "2", "--head-dim", "32"], check=True, env=env)
     code = (
         "from transformers import AutoProcessor, Qwen3VLForConditionalGeneration as M;"

@@ -60,8 +60,14 @@ from lmms_vreason.benchmarks import (
     VSI_GROUP_TASK,
 )
 from lmms_vreason.core.settings import GenerationSettings, lr_label
-from lmms_vreason.lmms.args import BACKEND_NAME, CLI_CONFIG_KEYS, ArgumentError, BackendArgs, parse_model_args
-from lmms_vreason.models.families import FAMILIES
+from lmms_vreason.lmms.args import (
+    BACKEND_NAME,
+    BACKEND_NAMES,
+    CLI_CONFIG_KEYS,
+    ArgumentError,
+    BackendArgs,
+    parse_model_args,
+)
 
 DEFAULT_MODEL = BACKEND_NAME
 CONFIG_COPY_NAME = "vreason_experiment.yaml"
@@ -82,10 +88,7 @@ GROUP_MEMBERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 KNOWN_TASKS: frozenset[str] = frozenset((*LEAF_TASKS, *GROUP_MEMBERS))
 
 MODEL_ARG_VALIDATORS = MappingProxyType(
-    {
-        family.backend: functools.partial(parse_model_args, backend=family.backend)
-        for family in FAMILIES.values()
-    }
+    {backend: functools.partial(parse_model_args, backend=backend) for backend in BACKEND_NAMES}
 )
 """Backends whose model arguments can be checked before launch (the only ones a config may name):
 the V-Reason backend of every model family."""

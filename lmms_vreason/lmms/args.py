@@ -35,6 +35,8 @@ from lmms_vreason.models.families import DEFAULT_FAMILY, FAMILIES, family_of_bac
 
 BACKEND_NAME = DEFAULT_FAMILY.backend
 """The default backend (``qwen2_5_vl_vreason``), whose schema is :class:`BackendArgs` itself."""
+BACKEND_NAMES: tuple[str, ...] = tuple(family.backend for family in FAMILIES.values())
+"""Every model family's V-Reason backend (lmms-eval model ids), the default first."""
 _PRETRAINED_HELP = "HF id or local dir of a checkpoint of the backend's model family"
 
 AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
@@ -254,7 +256,7 @@ def model_args_markdown() -> str:
     method = set(VReasonSettings.model_fields)
     fields = BackendArgs.model_fields
     ordered = [n for n in fields if n not in method] + [n for n in fields if n in method]
-    backends = [family.backend for family in FAMILIES.values()]
+    backends = BACKEND_NAMES
     for name in ordered:
         field = fields[name]
         names = " / ".join(f"`{n}`" for n in _names(name, field))
