@@ -163,3 +163,16 @@ def test_each_family_backend_decodes_its_media_like_generate(kit, tmp_path):
         > 0
     )
     assert type(backend.adapter) is family_named(kit.family).adapter_class()
+
+
+@pytest.mark.parametrize("kit", ["qwen2_5_vl", "qwen3_vl", "qwen2_vl"], indirect=True)
+def test_family_description_matches_the_checkpoint(kit):
+    """The media knobs of a family are its checkpoint's (patch 14 -> 28 px tokens, Qwen3-VL 16 -> 32)."""
+    from transformers import AutoConfig
+
+    family = family_named(kit.family)
+    config = AutoConfig.from_pretrained(kit.dir)
+    assert config.model_type == family.name
+    assert config.vision_config.patch_size == family.patch_size == kit.processor.video_processor.patch_size
+    assert config.vision_config.spatial_merge_size == family.merge_size
+    assert family.pixel_factor == {"qwen3_vl": 32}.get(kit.family, 28)
