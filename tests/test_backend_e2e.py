@@ -17,6 +17,7 @@ import pytest
 
 from lmms_vreason.benchmarks import DATA_ROOT_ENV, MEDIA_ERROR_PREFIX
 from lmms_vreason.core.objective import replay
+from lmms_vreason.models.families import QWEN3_VL
 from lmms_vreason.telemetry import read_traces
 from lmms_vreason.testing.fixtures import make_fixture_bench, write_video
 
@@ -104,11 +105,15 @@ def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_
 
 
 def test_plugin_with_vreason_off_equals_builtin_qwen3_vl(tmp_path, tiny3_sensitive_model_dir, fixture_data):
-    """Same tiny Qwen3-VL, same frames (qwen-vl-utils at 32 px, real timestamps), greedy.
+    """Same tiny Qwen3-VL, same frames and timestamps, greedy.
 
-    lmms-eval's ``qwen3_vl`` always adds the system prompt "You are a helpful assistant.", which
-    Qwen3-VL's chat template does not: ours is given it explicitly. The model's answers depend on
-    the question and the frames (checked below), so equal answers mean equal inputs.
+    The built-in backend reads a fixed count of evenly spaced frames through qwen-vl-utils
+    (``image_patch_size=16``): ours does so with ``nframes``, and both keep the 64x64 fixture frames
+    at 64x64 (multiples of 32; ours: Video-R1's cap max(min(32768, 90316800/8*2), int(4096*1.05)) =
+    32768, qwen-vl-utils' 32768). lmms-eval's ``qwen3_vl`` always adds the system prompt "You are a
+    helpful assistant.", which Qwen3-VL's chat template does not: ours is given it explicitly. The
+    model's answers depend on the question and the frames (checked below), so equal answers mean
+    equal inputs.
     """
     common = f"pretrained={tiny3_sensitive_model_dir},device=cpu,{PIXELS_QWEN3}"
     ours = run_lmms_eval(
@@ -118,7 +123,10 @@ def test_plugin_with_vreason_off_equals_builtin_qwen3_vl(tmp_path, tiny3_sensiti
         fixture_data,
     )
     builtin = run_lmms_eval(
-        tmp_path / "builtin", "qwen3_vl", f"{common},device_map=cpu,max_num_frames=8", fixture_data
+        tmp_path / "builtin",
+        QWEN3_VL.builtin_backend,
+        f"{common},device_map=cpu,max_num_frames=8",
+        fixture_data,
     )
     a, b = read_samples(tmp_path / "ours"), read_samples(tmp_path / "builtin")
     assert sorted(a) == sorted(b) == [0, 1, 2], (ours.stderr[-2000:], builtin.stderr[-2000:])
@@ -137,7 +145,7 @@ def test_plugin_with_vreason_off_equals_builtin_qwen3_vl(tmp_path, tiny3_sensiti
 
 
 def test_qwen3_vl_vreason_run_writes_results_and_telemetry(tmp_path, tiny3_model_dir, fixture_data):
-    args = f"pretrained={tiny3_model_dir},device=cpu,dtype=float32,nframes=8,{PIXELS_QWEN3},step_size=2,telemetry=true"
+    args = f"pretrained={tiny3_model_dir},device=cpu,dtype=float32,max_frames=8,{PIXELS_QWEN3},step_size=2,telemetry=true"
     proc = run_lmms_eval(
         tmp_path / "run", "qwen3_vl_vreason", args, fixture_data, gen_kwargs="max_new_tokens=10"
     )

@@ -161,7 +161,8 @@ def test_qwen3_vl_extension_configs(shipped: dict[str, ExperimentConfig]) -> Non
         args = config.backend_args
         assert config.model == "qwen3_vl_vreason" and args.pretrained == "Qwen/Qwen3-VL-8B-Instruct"
         assert config.reproduces.startswith("Extension:") and dict(config.paper) == {}
-        assert args.nframes == 32 and args.max_pixels == 128 * 32 * 32  # Qwen3-VL: 32 x 32 px per token
+        assert args.max_frames == 32 and args.nframes is None  # Video-R1's sampling, as the paper rows
+        assert args.min_pixels == args.max_pixels == 128 * 32 * 32  # 128 tokens of 32 x 32 px per frame
         assert list(config.tasks) == ALL_TASKS
         assert (args.vreason, args.lite) == {
             "base": (False, False),
