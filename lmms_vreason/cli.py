@@ -22,7 +22,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("lmms_vreason.analysis.compare", "compare two runs doc by doc; optional regression gate"),
     "plot": ("lmms_vreason.analysis.plots", "plot the paper's entropy/alpha figures from telemetry"),
     "efficiency": ("lmms_vreason.analysis.efficiency", "tokens, time and memory vs a baseline (Tables 5/6)"),
-    "bench": ("lmms_vreason.bench", "time per-token decoding and peak memory of V-Reason vs the plain loop"),
+    "bench": (
+        "lmms_vreason.bench.decode_cost",
+        "time per-token decoding and peak memory of V-Reason vs the plain loop",
+    ),
+    "gpu-figures": (
+        "lmms_vreason.bench.gpu_figures",
+        "the GPU cost figures (7B shape, random weights; --small on CPU)",
+    ),
     "demo": ("lmms_vreason.testing.demo", "offline end-to-end demo: tiny model + fixture benchmark"),
     "tiny": (
         "lmms_vreason.testing.tiny",

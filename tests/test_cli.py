@@ -34,6 +34,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "plot",
         "efficiency",
         "bench",
+        "gpu-figures",
         "demo",
         "tiny",
         "fixtures",

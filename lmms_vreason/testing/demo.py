@@ -34,13 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=2, help="items per task (lmms-eval --limit)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="generation budget per item")
     parser.add_argument("--lite", action="store_true", help="V-Reason (Lite) instead of full V-Reason")
+    parser.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda, cuda:N)")
     args = parser.parse_args(argv)
 
     model_dir = build_tiny_model(args.out / "tiny-qwen2.5-vl", TinySpec(vocab="small"))
     data_dir = make_fixture_bench(args.out / "eval-data")
     output = args.out / "results"
     model_args = (
-        f"pretrained={model_dir},device=cpu,dtype=float32,max_frames=8,max_pixels={32 * 28 * 28},"
+        f"pretrained={model_dir},device={args.device},dtype=float32,max_frames=8,max_pixels={32 * 28 * 28},"
         f"min_pixels={4 * 28 * 28},vreason=true,step_size=4,lite={str(args.lite).lower()},telemetry=true"
     )
     cmd = [
