@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="vreason",
-        description="V-Reason for Qwen2.5-VL: experiment, analysis and test tools.",
+        description="V-Reason for Qwen2.5-VL, Qwen3-VL and Qwen2-VL: experiment, analysis and test tools.",
         epilog=f"subcommands:\n{listing}\n\n`vreason SUBCOMMAND --help` shows a subcommand's options and defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,8 +6,8 @@ through the real command line: ``lmms-eval --model qwen2_5_vl_vreason --tasks vr
 lmms-eval exits 0 even when a run fails, so this script checks the files it writes and exits
 non-zero when the results are missing.
 
-Usage: ``vreason demo [--out runs/demo] [--limit 2] [--max-new-tokens 48] [--lite]`` (or
-``python scripts/demo.py ...``, the README's quickstart).
+Usage: ``vreason demo [--out runs/demo] [--limit 2] [--max-new-tokens 48] [--lite] [--device cpu]``
+(the README's quickstart).
 """
 
 from __future__ import annotations
