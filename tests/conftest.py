@@ -197,3 +197,39 @@ def make_batch_inputs(processor, samples: list[dict]):
 @pytest.fixture(scope="session")
 def tiny_inputs(tiny_kits: dict[str, TinyKit]):
     return tiny_kits["qwen2_5_vl"].inputs
+
+
+def random_video(path: Path, frames: int, height: int, width: int, seed: int = 0) -> str:
+    """An mp4 of uniform random frames (written with the fixture benchmark's encoder)."""
+    import numpy as np
+
+    from lmms_vreason.testing.fixtures import write_video
+
+    rng = np.random.default_rng(seed)
+    write_video(path, rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8))
+    return str(path)
+
+
+def video_chat(video: str | Path, question: str = "What moves?"):
+    """One lmms-eval chat request: the video, then the question."""
+    from lmms_eval.protocol import ChatMessages
+
+    content = [{"type": "video", "url": str(video)}, {"type": "text", "text": question}]
+    return ChatMessages(messages=[{"role": "user", "content": content}])
+
+
+def tiny_backend(model_dir: Path, backend_class=None, **overrides):
+    """A backend on the CPU reading 4 small frames (overrides: any model argument)."""
+    if backend_class is None:
+        from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason as backend_class
+    args = {
+        "pretrained": str(model_dir),
+        "device": "cpu",
+        "dtype": "float32",
+        "attn_implementation": "eager",
+        "nframes": 4,
+        "max_pixels": 64 * 28 * 28,
+        "min_pixels": 4 * 28 * 28,
+        **overrides,
+    }
+    return backend_class(**{k: v for k, v in args.items() if v is not None})

@@ -10,36 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from lmms_eval.protocol import ChatMessages
+from conftest import random_video, tiny_backend, video_chat
 
 from lmms_vreason.core.pruning import keep_count
 from lmms_vreason.core.settings import GenerationSettings
-from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason
 from lmms_vreason.telemetry import read_traces
-from lmms_vreason.testing.fixtures import write_video
-
-
-def _video(path: Path, frames: int, height: int, width: int, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    write_video(path, rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> list[str]:
     root = tmp_path_factory.mktemp("videos")
     return [
-        _video(root / "square.mp4", 8, 112, 112, 1),
-        _video(root / "wide.mp4", 8, 112, 224, 2),
+        random_video(root / "square.mp4", 8, 112, 112, 1),
+        random_video(root / "wide.mp4", 8, 112, 224, 2),
     ]
-
-
-def _chat(video: str, question: str) -> ChatMessages:
-    content = [{"type": "video", "url": video}, {"type": "text", "text": question}]
-    return ChatMessages(messages=[{"role": "user", "content": content}])
 
 
 @pytest.mark.parametrize(
@@ -52,20 +38,17 @@ def _chat(video: str, question: str) -> ChatMessages:
     ids=["prune-only", "lite", "full"],
 )
 def test_ragged_batch_equals_each_sample_alone(tiny_model_dir, videos, tmp_path, mode):
-    backend = Qwen2_5_VL_VReason(
-        pretrained=str(tiny_model_dir),
-        device="cpu",
-        dtype="float32",
-        attn_implementation="eager",
-        nframes=4,
-        max_pixels=64 * 28 * 28,
-        min_pixels=4 * 28 * 28,
+    backend = tiny_backend(
+        tiny_model_dir,
         batch_size=2,
         telemetry=True,  # also records the per-step entropy compared below
         telemetry_dir=str(tmp_path),
         **mode,
     )
-    chats = [_chat(videos[0], "What moves?"), _chat(videos[1], "Which square is left of the others?")]
+    chats = [
+        video_chat(videos[0], "What moves?"),
+        video_chat(videos[1], "Which square is left of the others?"),
+    ]
     settings = GenerationSettings(max_new_tokens=16)
     out, inputs, _ = backend._run_batch(chats, settings, [0, 1])
     counts = (inputs["input_ids"] == backend.adapter.video_token_id).sum(dim=1).tolist()
@@ -101,8 +84,8 @@ def test_a_broken_video_fails_alone_and_every_video_is_opened_once(tiny_model_di
 
     from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX
 
-    good_a = _video(tmp_path / "a.mp4", 8, 56, 56, 1)
-    good_b = _video(tmp_path / "b.mp4", 8, 56, 84, 2)
+    good_a = random_video(tmp_path / "a.mp4", 8, 56, 56, 1)
+    good_b = random_video(tmp_path / "b.mp4", 8, 56, 84, 2)
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
     docs = [{"video": good_a}, {"video": str(bad)}, {"video": good_b}]
@@ -115,11 +98,9 @@ def test_a_broken_video_fails_alone_and_every_video_is_opened_once(tiny_model_di
         return real_reader(path, *args, **kwargs)
 
     monkeypatch.setattr(decord, "VideoReader", counting_reader)
-    backend = Qwen2_5_VL_VReason(
-        pretrained=str(tiny_model_dir),
-        device="cpu",
-        dtype="float32",
-        attn_implementation="eager",
+    backend = tiny_backend(
+        tiny_model_dir,
+        nframes=None,
         max_frames=4,
         max_pixels=16 * 28 * 28,
         min_pixels=4 * 28 * 28,

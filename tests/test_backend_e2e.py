@@ -144,33 +144,18 @@ def test_plugin_with_vreason_off_equals_builtin_qwen3_vl(tmp_path, tiny3_sensiti
     assert any(response(fewer[d]) != response(a[d]) for d in a)  # ... and on the frames
 
 
-def test_qwen3_vl_vreason_run_writes_results_and_telemetry(tmp_path, tiny3_model_dir, fixture_data):
-    args = f"pretrained={tiny3_model_dir},device=cpu,dtype=float32,max_frames=8,{PIXELS_QWEN3},step_size=2,telemetry=true"
-    proc = run_lmms_eval(
-        tmp_path / "run", "qwen3_vl_vreason", args, fixture_data, gen_kwargs="max_new_tokens=10"
-    )
-    results = sorted((tmp_path / "run").rglob("*_results.json"))
-    assert results, proc.stderr[-3000:]
-    data = json.loads(results[-1].read_text())
-    assert 0.0 <= data["results"]["mmvu"]["accuracy,none"] <= 100.0
-    samples = read_samples(tmp_path / "run")
-    traces = {t.doc_id: t for t in read_traces(tmp_path / "run")}
-    assert sorted(traces) == sorted(samples) == [0, 1, 2]
-    for trace in traces.values():
-        assert trace.vreason and trace.task == "mmvu"
-        assert trace.output_tokens == len(trace.entropy) <= 10
-        assert trace.opt_steps == sum(trace.optimized) == trace.output_tokens // 2
-        assert trace.video_tokens_before > 0 and trace.decode_s > 0
-
-
-def test_vreason_run_writes_results_samples_and_matching_telemetry(tmp_path, tiny_model_dir, fixture_data):
+@pytest.mark.parametrize(
+    ("model", "model_dir", "pixels"),
+    [("qwen2_5_vl_vreason", "tiny_model_dir", PIXELS), ("qwen3_vl_vreason", "tiny3_model_dir", PIXELS_QWEN3)],
+)
+def test_vreason_run_writes_results_samples_and_matching_telemetry(
+    tmp_path, fixture_data, request, model, model_dir, pixels
+):
     args = (
-        f"pretrained={tiny_model_dir},device=cpu,dtype=float32,max_frames=8,{PIXELS},step_size=2,telemetry=true,"
-        "ema_beta=0.9"
+        f"pretrained={request.getfixturevalue(model_dir)},device=cpu,dtype=float32,max_frames=8,{pixels},"
+        "step_size=2,telemetry=true,ema_beta=0.9"
     )
-    proc = run_lmms_eval(
-        tmp_path / "run", "qwen2_5_vl_vreason", args, fixture_data, gen_kwargs="max_new_tokens=10"
-    )
+    proc = run_lmms_eval(tmp_path / "run", model, args, fixture_data, gen_kwargs="max_new_tokens=10")
     results = sorted((tmp_path / "run").rglob("*_results.json"))
     assert results, proc.stderr[-3000:]
     data = json.loads(results[-1].read_text())

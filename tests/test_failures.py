@@ -6,11 +6,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import LogitRecorder, load_model, make_batch_inputs, make_inputs
-from lmms_eval.protocol import ChatMessages
+from conftest import (
+    LogitRecorder,
+    load_model,
+    make_batch_inputs,
+    make_inputs,
+    random_video,
+    tiny_backend,
+    video_chat,
+)
 
 from lmms_vreason.benchmarks import NUMERIC_ERROR_PREFIX
 from lmms_vreason.core.decode import decode
@@ -18,7 +24,6 @@ from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.lmms.run_output import OutputPathError, check_writable, running_output_path
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 from lmms_vreason.telemetry import read_traces
-from lmms_vreason.testing.fixtures import write_video
 
 SAMPLES = [
     {"frames": 4, "size": 56, "seed": 1, "question": "Which square moves first?"},
@@ -76,37 +81,18 @@ def nan_model_dir(tiny_model_dir: Path, tmp_path_factory) -> Path:
 
 
 def _backend(model_dir: Path, tmp_path: Path, **kwargs):
-    from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason
-
-    return Qwen2_5_VL_VReason(
-        pretrained=str(model_dir),
-        device="cpu",
-        dtype="float32",
-        nframes=4,
-        max_pixels=64 * 28 * 28,
-        min_pixels=4 * 28 * 28,
-        telemetry_dir=str(tmp_path),
-        **kwargs,
-    )
+    return tiny_backend(model_dir, telemetry_dir=str(tmp_path), **kwargs)
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("videos") / "clip.mp4"
-    rng = np.random.default_rng(0)
-    write_video(path, rng.integers(0, 256, (8, 112, 112, 3), dtype=np.uint8))
-    return str(path)
-
-
-def _chat(video: str, question: str) -> ChatMessages:
-    content = [{"type": "video", "url": video}, {"type": "text", "text": question}]
-    return ChatMessages(messages=[{"role": "user", "content": content}])
+    return random_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 8, 112, 112)
 
 
 def test_nan_weights_mark_the_sample_and_are_counted(nan_model_dir, video, tmp_path, caplog):
     backend = _backend(nan_model_dir, tmp_path, telemetry=True)
     settings = GenerationSettings(max_new_tokens=16)
-    out, inputs, peak = backend._run_batch([_chat(video, "What moves?")], settings, [0])
+    out, inputs, peak = backend._run_batch([video_chat(video, "What moves?")], settings, [0])
     assert out.stats.nonfinite_step.tolist() == [1] and out.sequences == [[]]
     [result] = backend._finish(out, inputs, settings, ["mmvu"], [0], peak)
     assert result.text.startswith(NUMERIC_ERROR_PREFIX) and "step 1" in result.text
@@ -151,7 +137,7 @@ def test_sampled_outputs_do_not_depend_on_batch_neighbours(tiny_model_dir, video
     """Each request draws from its own generator (seed, doc id): batch 2 equals batch 1 per sample."""
     backend = _backend(tiny_model_dir, tmp_path, batch_size=2, vreason=True, step_size=2, lr=0.05)
     settings = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=1.5)
-    chats = [_chat(video, "What moves?"), _chat(video, "Which square is left of the others?")]
+    chats = [video_chat(video, "What moves?"), video_chat(video, "Which square is left of the others?")]
     together, _, _ = backend._run_batch(chats, settings, [3, 8])
     for chat, doc_id, got in zip(chats, [3, 8], together.sequences, strict=True):
         alone, _, _ = backend._run_batch([chat], settings, [doc_id])

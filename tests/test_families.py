@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import random_video, tiny_backend, video_chat
 from lmms_eval.protocol import ChatMessages
 
 from lmms_vreason.experiments.configs import MODEL_ARG_VALIDATORS, config_from_mapping
@@ -142,20 +143,8 @@ def test_each_family_backend_decodes_its_media_like_generate(kit, tmp_path):
     from lmms_vreason.lmms.backend import VReasonBackend
 
     cls = next(c for c in VReasonBackend.__subclasses__() if c.family.name == kit.family)
-    backend = cls(
-        pretrained=str(kit.dir),
-        device="cpu",
-        dtype="float32",
-        attn_implementation="eager",
-        nframes=4,
-        max_pixels=48 * 32 * 32,
-        min_pixels=4 * 32 * 32,
-        vreason=False,
-    )
-    video = tmp_path / "clip.mp4"
-    write_video(video, np.random.default_rng(1).integers(0, 256, (8, 96, 128, 3), dtype=np.uint8))
-    content = [{"type": "video", "url": str(video)}, {"type": "text", "text": "What moves?"}]
-    chat = ChatMessages(messages=[{"role": "user", "content": content}])
+    backend = tiny_backend(kit.dir, cls, max_pixels=48 * 32 * 32, min_pixels=4 * 32 * 32, vreason=False)
+    chat = video_chat(random_video(tmp_path / "clip.mp4", 8, 96, 128, seed=1))
     assert backend.frames.factor == {"qwen3_vl": 32}.get(kit.family, 28)  # the processor's patch x merge
     out, inputs, _ = backend._run_batch([chat], GenerationSettings(max_new_tokens=8), [0])
     ref = backend.model.generate(**inputs, max_new_tokens=8, do_sample=False, eos_token_id=None)

@@ -131,40 +131,19 @@ def test_grid_settings_are_validated():
 
 
 def test_backend_scores_the_first_lr_and_records_every_lr(tiny_model_dir, tmp_path):
-    import numpy as np
-    from lmms_eval.protocol import ChatMessages
+    from conftest import random_video, tiny_backend, video_chat
 
-    from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason
     from lmms_vreason.telemetry import read_grid_responses
-    from lmms_vreason.testing.fixtures import write_video
 
-    video = tmp_path / "clip.mp4"
-    write_video(video, np.random.default_rng(0).integers(0, 256, (8, 112, 112, 3), dtype=np.uint8))
-    common = dict(
-        pretrained=str(tiny_model_dir),
-        device="cpu",
-        dtype="float32",
-        nframes=4,
-        max_pixels=64 * 28 * 28,
-        min_pixels=4 * 28 * 28,
-        step_size=2,
-    )
-    chat = ChatMessages(
-        messages=[
-            {
-                "role": "user",
-                "content": [{"type": "video", "url": str(video)}, {"type": "text", "text": "Hm?"}],
-            }
-        ]
-    )
+    chat = video_chat(random_video(tmp_path / "clip.mp4", 8, 112, 112), "Hm?")
     settings = GenerationSettings(max_new_tokens=8)
-    grid = Qwen2_5_VL_VReason(**common, lr_grid="0.02:0.1", telemetry_dir=str(tmp_path / "grid"))
+    grid = tiny_backend(tiny_model_dir, step_size=2, lr_grid="0.02:0.1", telemetry_dir=str(tmp_path / "grid"))
     out, inputs, peak = grid._run_batch([chat], settings, [5])
     [result] = grid._finish(out, inputs, settings, ["mmvu"], [5], peak)
     rows = read_grid_responses(tmp_path / "grid")
     assert [(r.task, r.doc_id, r.lr) for r in rows] == [("mmvu", 5, 0.02), ("mmvu", 5, 0.1)]
     for row in rows:
-        single = Qwen2_5_VL_VReason(**common, lr=row.lr)
+        single = tiny_backend(tiny_model_dir, step_size=2, lr=row.lr)
         alone, alone_inputs, _ = single._run_batch([chat], settings, [5])
         [expected] = single._finish(alone, alone_inputs, settings, ["mmvu"], [5], None)
         assert row.response == expected.text and row.output_tokens == len(alone.sequences[0])
