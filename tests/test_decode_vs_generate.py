@@ -11,7 +11,7 @@ import torch
 from conftest import LogitRecorder, stop_when
 
 from lmms_vreason.core.decode import decode
-from lmms_vreason.core.sampling import stopping_criteria
+from lmms_vreason.core.sampling import cut_at_stop_strings, stopping_criteria
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models import adapter_for
 
@@ -111,3 +111,22 @@ def test_stops_at_eos_and_until(tiny_model, tiny_inputs, eos_step):
         stopping=stop_when(lambda ids: len(ids) >= stop_after),
     )
     assert out.sequences[0] == ref_tokens[:stop_after]
+
+
+def test_stop_strings_stop_where_the_text_first_contains_them(tiny_model, tiny_inputs, tiny_processor):
+    """``until`` through transformers' StopStringCriteria on the generated ids (never the prompt)."""
+    tokenizer = tiny_processor.tokenizer
+    ref_tokens, _ = _generate(tiny_model, tiny_inputs, do_sample=False)
+    texts = [tokenizer.decode(ref_tokens[:j]) for j in range(len(ref_tokens) + 1)]
+    # a stop string made of two generated tokens that decode cleanly (the small vocabulary is bytes)
+    j = next(j for j in range(3, len(ref_tokens)) if "\ufffd" not in tokenizer.decode(ref_tokens[j - 2 : j]))
+    stop = tokenizer.decode(ref_tokens[j - 2 : j])
+    first = next(k for k, text in enumerate(texts) if stop in text)
+    out = decode(
+        adapter_for(tiny_model),
+        tiny_inputs,
+        GenerationSettings(max_new_tokens=N_NEW),
+        stopping=stopping_criteria([], [stop], tokenizer),
+    )
+    assert out.sequences[0] == ref_tokens[:first]
+    assert cut_at_stop_strings(tokenizer.decode(out.sequences[0]), [stop]) == texts[first].split(stop)[0]

@@ -30,6 +30,7 @@ from lmms_eval.api.model import lmms
 from lmms_eval.protocol import ChatMessages
 from loguru import logger
 from tqdm import tqdm
+from transformers import StoppingCriteriaList
 
 from lmms_vreason.benchmarks import MEDIA_ERROR_PREFIX, NUMERIC_ERROR_PREFIX
 from lmms_vreason.core.decode import DecodeOutput, decode
@@ -135,6 +136,7 @@ class VReasonBackend(lmms):
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._telemetry: TelemetryWriter | None = None
         self._grid_writer: GridResponseWriter | None = None
+        self._stopping: dict[tuple[str, ...], StoppingCriteriaList] = {}
         self.media_failures = 0
         self.numeric_failures = 0
         if self._rank == 0:
@@ -216,6 +218,12 @@ class VReasonBackend(lmms):
         )
         return dict(inputs)
 
+    def _stopping_for(self, until: tuple[str, ...]) -> StoppingCriteriaList:
+        """EOS + ``until`` criteria, built once per stop-string set (building scans the vocabulary)."""
+        if until not in self._stopping:
+            self._stopping[until] = stopping_criteria(self.eos_token_ids, until, self._tokenizer)
+        return self._stopping[until]
+
     def _seeded_generator(self, doc_id: int) -> torch.Generator:
         """The sampler's generator of one request: a function of (seed, doc id) only."""
         gen = torch.Generator(device=self.adapter.device)
@@ -241,7 +249,7 @@ class VReasonBackend(lmms):
             inputs,
             settings,
             self.vreason,
-            stopping=stopping_criteria(self.eos_token_ids, settings.until, self._tokenizer),
+            stopping=self._stopping_for(settings.until),
             pad_token_id=self.pad_token_id,
             generators=[self._seeded_generator(d) for d in doc_ids] if settings.do_sample else None,
             track_entropy=self.telemetry is not None,
