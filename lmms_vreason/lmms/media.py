@@ -44,12 +44,15 @@ def load_sample_media(chat: ChatMessages, settings: FrameSettings) -> SampleMedi
     for message in chat.messages:
         for content in message.content:
             if content.type == "video":
+                # Unsupported requests fail their own sample, named, like an unreadable file: a task
+                # that needs them shows media_error_rate 100 and the run's other tasks are kept.
                 if content.start_time is not None or content.end_time is not None:
-                    raise NotImplementedError(
-                        "video_start/video_end (part of a video) are not supported by the V-Reason backends"
+                    raise MediaError(
+                        f"{content.url}: video_start/video_end (part of a video) are not supported by the "
+                        "V-Reason backends"
                     )
                 if not isinstance(content.url, str):
-                    raise NotImplementedError(
+                    raise MediaError(
                         f"a video must be given as a file path, got {type(content.url).__name__}"
                     )
                 video = read_video(content.url.removeprefix("file://"), settings)
@@ -58,5 +61,5 @@ def load_sample_media(chat: ChatMessages, settings: FrameSettings) -> SampleMedi
             elif content.type == "image":
                 media.images.append(read_image(content.url, settings))
             elif content.type == "audio":
-                raise NotImplementedError("the V-Reason backends take no audio input")
+                raise MediaError("the V-Reason backends take no audio input")
     return media

@@ -1,6 +1,6 @@
 """Model families: what each ``transformers`` vision-language model needs from the decode loop.
 
-:mod:`.families` describes every supported family (backend id, default checkpoint, media knobs) with
+:mod:`.families` describes every supported family (backend id, default checkpoint, adapter) with
 no torch import; :func:`adapter_for` picks a loaded model's adapter from its ``config.model_type``.
 Adding a family is one description in :mod:`.families` and, where its positions differ, one small
 adapter module here (the decode loop and the lmms-eval backend stay the same).
