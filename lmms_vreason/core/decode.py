@@ -210,8 +210,7 @@ def decode(
             probe.on_logits(step, logits.detach().clone())
         finite_flags = stepper.after_logits(step, logits)
         broken = ~torch.isfinite(logits.detach()).all(dim=-1)  # NaN/inf weights or inputs: stop there
-        usable = torch.where(broken[:, None], 0.0, logits.detach())
-        tokens = torch.where(finished | broken, pad_token_id, sampler(ids, usable))
+        tokens = torch.where(finished | broken, pad_token_id, sampler(ids, logits.detach(), broken))
         ids = torch.cat([ids, tokens[:, None]], dim=-1)
         finished = finished | broken
         if stopping:

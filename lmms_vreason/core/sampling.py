@@ -59,7 +59,16 @@ class TokenSampler:
         self.processors = logits_processors(settings)
         self.generators = generators
 
-    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, input_ids: torch.Tensor, logits: torch.Tensor, broken: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The next token per row; rows flagged ``broken`` (non-finite logits) get an arbitrary one.
+
+        A draw needs a valid distribution even for a row the caller discards, so sampling replaces a
+        broken row's logits first; greedy decoding needs no copy (argmax never fails).
+        """
+        if self.settings.do_sample and broken is not None:
+            logits = logits.masked_fill(broken[:, None], 0.0)
         scores = self.processors(input_ids, logits) if self.processors else logits
         if not self.settings.do_sample:
             return torch.argmax(scores, dim=-1)
