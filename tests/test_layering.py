@@ -87,7 +87,7 @@ def test_layer_does_not_import_what_sits_above_it(layer: str) -> None:
 def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     """The scan is not vacuous: it finds an import inside a function body."""
     source = PACKAGE / "core" / "decode.py"
-    assert "lmms_vreason.core.stepper" in imported_modules(source)
+    assert "lmms_vreason.core.step" in imported_modules(source)
     lazy = PACKAGE / "lmms" / "backend.py"
     assert any(name.startswith("transformers") for name in imported_modules(lazy))
 

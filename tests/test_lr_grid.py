@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import LogitRecorder, make_batch_inputs, make_inputs
 
-import lmms_vreason.core.stepper as stepper_module
+import lmms_vreason.core.decode as decode_module
 from lmms_vreason.core.decode import decode
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
@@ -44,13 +44,13 @@ def test_each_grid_row_equals_its_single_lr_run(kit, mode, monkeypatch):
     adapter, tiny_processor = kit.adapter(), kit.processor
     settings = GenerationSettings(max_new_tokens=STEPS)
     prunings: list[int] = []
-    real_prune = stepper_module.prune_video_tokens
+    real_plan = decode_module.plan_pruning
 
-    def counting_prune(cache, *args, **kwargs):
+    def counting_plan(cache, *args, **kwargs):
         prunings.append(cache.layers[0].keys.shape[0])
-        return real_prune(cache, *args, **kwargs)
+        return real_plan(cache, *args, **kwargs)
 
-    monkeypatch.setattr(stepper_module, "prune_video_tokens", counting_prune)
+    monkeypatch.setattr(decode_module, "plan_pruning", counting_plan)
     batch = make_batch_inputs(tiny_processor, SAMPLES)  # ragged: 2 requests, different video lengths
     grid, logits = _run(adapter, batch, VReasonSettings(lr_grid=GRID, **mode), settings)
     assert len(grid.sequences) == len(SAMPLES) * len(GRID)
@@ -77,17 +77,16 @@ def test_each_grid_row_equals_its_single_lr_run(kit, mode, monkeypatch):
     assert (logits[0] - logits[1]).abs().max() > 1e-3
 
 
-def test_grid_runs_one_prefill(tiny_model, tiny_inputs, monkeypatch):
+def test_grid_runs_one_prefill(tiny_model, tiny_inputs):
+    """Every forward's token ids: the prompt once, then one token for each of the grid's rows."""
     adapter = Qwen2_5_VLAdapter(tiny_model)
     widths: list[tuple[int, int]] = []
-    forward = adapter.forward
-
-    def spy(input_ids, position_ids, cache, attention_mask=None, **kw):
-        widths.append(tuple(input_ids.shape))
-        return forward(input_ids, position_ids, cache, attention_mask, **kw)
-
-    monkeypatch.setattr(adapter, "forward", spy)
-    decode(adapter, tiny_inputs, GenerationSettings(max_new_tokens=4), VReasonSettings(lr_grid=GRID))
+    embed = tiny_model.model.language_model.embed_tokens
+    hook = embed.register_forward_pre_hook(lambda module, args: widths.append(tuple(args[0].shape)))
+    try:
+        decode(adapter, tiny_inputs, GenerationSettings(max_new_tokens=4), VReasonSettings(lr_grid=GRID))
+    finally:
+        hook.remove()
     prompt_len = tiny_inputs["input_ids"].shape[1]
     assert widths == [(1, prompt_len)] + [(len(GRID), 1)] * 3
 

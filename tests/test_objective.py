@@ -7,10 +7,13 @@ import math
 import pytest
 import torch
 
-import lmms_vreason.core.stepper as stepper_module
-from lmms_vreason.core.controller import ValueController, controlled_layer
-from lmms_vreason.core.decode import decode
+import lmms_vreason.core.decode as decode_module
+from lmms_vreason.core.controller import ValueController
+from lmms_vreason.core.decode import decode, make_controller
+from lmms_vreason.core.kv import StaticKVCache
 from lmms_vreason.core.objective import EntropyTracker, entropy, replay
+from lmms_vreason.core.optim import RowAdamW, clip_rows
+from lmms_vreason.core.rows import RowLayout
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
@@ -92,28 +95,26 @@ def test_each_objective_moves_entropy_in_its_direction(tiny_model, tiny_inputs, 
     dec = Qwen2_5_VLAdapter(tiny_model)
     cfg = VReasonSettings(objective=objective, step_size=1, lr=2e-2)
     ids = tiny_inputs["input_ids"]
-    cache = dec.new_cache()
+    prefilled = dec.new_cache()
     pos = dec.prefill_positions(tiny_inputs)
-    kwargs = dec.prefill_inputs(tiny_inputs)
     with torch.no_grad():
-        logits = dec.forward(ids, pos, cache, None, **kwargs)
-    layer = controlled_layer(cache)
-    video = dec.video_positions(ids)
-    index = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
-    ctrl = ValueController(layer.values.gather(2, index), video, cfg)
-    token = logits.argmax(-1)[:, None]
-    pos = pos[..., -1:] + 1
-    with layer.differentiable(ctrl):
-        h_before = entropy(dec.forward(token, pos, cache, None))
-        h_before_value = float(h_before.detach())
-        alpha = torch.tensor([float(direction)])
-        switch_loss(h_before, alpha).backward()
-    ctrl.clip_and_measure()
-    ctrl.step()
-    ctrl.write_back(layer.values)
-    cache.crop(-1)
-    with torch.no_grad():
-        h_after = entropy(dec.forward(token, pos, cache, None))
+        logits = dec.forward(ids, pos, prefilled, None, **dec.prefill_inputs(tiny_inputs))
+    step = dec.decoder_step()
+    layout = RowLayout(1)
+    cache = StaticKVCache.from_prefill(
+        prefilled, layout, new_tokens=4, attention_mask=None, additive_mask=step.additive_mask
+    )
+    ctrl = make_controller(cache, dec.video_positions(ids), None, cfg, layout)
+    token = logits.argmax(-1)
+    delta = ctrl.delta.detach().requires_grad_(True)
+    _, h_before = step.forward_with_grad(token, pos[..., -1:].clone(), cache, ctrl, delta)
+    h_before_value = float(h_before.detach())
+    alpha = torch.tensor([float(direction)])
+    (grad,) = torch.autograd.grad(switch_loss(h_before, alpha), delta)
+    stepped = ctrl.apply_gradient(grad, torch.tensor([True]), h_before.detach(), cache.layers[-1].values)
+    assert stepped.tolist() == [True]
+    cache.rewind(1)  # the same token at the same position again, now with the updated ΔV
+    _, h_after = step.forward(token, pos[..., -1:].clone(), cache, with_entropy=True)
     assert direction * (float(h_after) - h_before_value) > 0, (h_before_value, float(h_after))
 
 
@@ -131,12 +132,12 @@ def test_optimiser_state_is_reset_between_samples(tiny_model, tiny_processor):
     torch.testing.assert_close(first.stats.entropy, again.stats.entropy, rtol=0, atol=0)
     torch.testing.assert_close(first.controller.delta, again.controller.delta, rtol=0, atol=0)
     assert first.controller.optimizer is not again.controller.optimizer
-    assert first.controller.optimizer.state[first.controller.deltas[0]]["step"] == 7
+    assert int(first.controller.optimizer.steps[0]) == 7
 
 
 def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, monkeypatch):
-    real_loss = stepper_module.switch_loss
-    monkeypatch.setattr(stepper_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
+    real_loss = decode_module.switch_loss
+    monkeypatch.setattr(decode_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
     base = decode(Qwen2_5_VLAdapter(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), None)
     out = decode(
         Qwen2_5_VLAdapter(tiny_model),
@@ -151,32 +152,25 @@ def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, mo
 
 def test_clipping_matches_clip_grad_norm():
     torch.manual_seed(0)
-    values = torch.randn(1, 2, 5, 8)
-    ctrl = ValueController(values, torch.arange(5)[None], VReasonSettings(grad_clip=0.5))
-    grad = torch.randn_like(values) * 3
-    ctrl.deltas[0].grad = grad.clone()
-    pre_clip_norm = ctrl.clip_and_measure()
-    ref = torch.zeros_like(values, requires_grad=True)
+    grad = torch.randn(1, 2, 5, 8) * 3
+    clipped, pre_clip_norm = clip_rows(grad, 0.5)
+    ref = torch.zeros_like(grad, requires_grad=True)
     ref.grad = grad.clone()
     norm = torch.nn.utils.clip_grad_norm_([ref], 0.5)
-    torch.testing.assert_close(ctrl.grad, ref.grad)
+    torch.testing.assert_close(clipped, ref.grad)
     torch.testing.assert_close(pre_clip_norm[0], norm)
 
 
-def test_clipping_is_per_sample_and_leaves_small_gradients_alone():
+def test_clipping_is_per_row_and_leaves_small_gradients_alone():
     torch.manual_seed(1)
-    values = torch.randn(2, 2, 5, 8)
-    ctrl = ValueController(values, torch.arange(5).expand(2, -1), VReasonSettings(grad_clip=1.0))
     grads = [torch.randn(1, 2, 5, 8) * 5, torch.randn(1, 2, 5, 8) * 1e-3]  # above / below the clip
-    for d, g in zip(ctrl.deltas, grads, strict=True):
-        d.grad = g.clone()
-    ctrl.clip_and_measure()
-    for d, g in zip(ctrl.deltas, grads, strict=True):
+    clipped, _ = clip_rows(torch.cat(grads), 1.0)
+    for row, g in enumerate(grads):
         ref = torch.zeros_like(g, requires_grad=True)
         ref.grad = g.clone()
         torch.nn.utils.clip_grad_norm_([ref], 1.0)
-        torch.testing.assert_close(d.grad, ref.grad)
-    torch.testing.assert_close(ctrl.deltas[1].grad, grads[1])
+        torch.testing.assert_close(clipped[row : row + 1], ref.grad)
+    torch.testing.assert_close(clipped[1:], grads[1])
 
 
 def test_update_is_a_plain_adam_step_without_weight_decay():
@@ -185,10 +179,34 @@ def test_update_is_a_plain_adam_step_without_weight_decay():
     ctrl = ValueController(values, torch.arange(5)[None], VReasonSettings(lr=0.1, grad_clip=1e9))
     ref = torch.zeros_like(values, requires_grad=True)
     adam = torch.optim.Adam([ref], lr=0.1)  # the reference: Adam, no weight decay
+    cache_values = values.clone()
     for _ in range(3):
         g = torch.randn_like(values)
-        ctrl.deltas[0].grad, ref.grad = g.clone(), g.clone()
-        ctrl.clip_and_measure()
-        ctrl.step()
+        ref.grad = g.clone()
+        ctrl.apply_gradient(g, torch.tensor([True]), torch.tensor([1.0]), cache_values)
         adam.step()
     torch.testing.assert_close(ctrl.delta, ref.detach())
+    torch.testing.assert_close(cache_values, ctrl.controlled_values())  # V_new written back
+
+
+def test_row_adamw_equals_torch_adamw_row_by_row():
+    """Per-row lrs, weight decay and an update mask, against one torch.optim.AdamW per row."""
+    torch.manual_seed(3)
+    rows, lrs = 3, (0.1, 0.02, 0.3)
+    param = torch.randn(rows, 2, 4, 5)
+    opt = RowAdamW(param, lrs, weight_decay=0.01)
+    refs = [param[r : r + 1].clone().requires_grad_(True) for r in range(rows)]
+    ref_opts = [torch.optim.AdamW([p], lr=lr, weight_decay=0.01) for p, lr in zip(refs, lrs, strict=True)]
+    masks = [[True, True, True], [True, False, True], [False, False, True], [True, True, False]]
+    for mask in masks:
+        grad = torch.randn_like(param)
+        grad[1] = float("nan") if not mask[1] else grad[1]  # a skipped row's gradient may be anything
+        opt.step(param, grad, torch.tensor(mask))
+        for r, (p, ref_opt) in enumerate(zip(refs, ref_opts, strict=True)):
+            if mask[r]:
+                p.grad = grad[r : r + 1].clone()
+                ref_opt.step()
+    for r, p in enumerate(refs):
+        torch.testing.assert_close(param[r : r + 1], p.detach(), rtol=1e-6, atol=1e-7)
+        assert int(opt.steps[r]) == sum(m[r] for m in masks)
+    assert torch.isfinite(param).all()

@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from lmms_vreason.core.controller import ValueController, controlled_layer
+from lmms_vreason.core.controller import ValueController
 from lmms_vreason.core.decode import decode
 from lmms_vreason.core.pruning import keep_count, prune_video_tokens
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
@@ -60,7 +60,7 @@ def test_pruned_decoding_equals_masked_attention(kit, with_delta, keep_ratio):
     pruned = prune_video_tokens(cache, video, keep_ratio)
     assert pruned.kept_video_positions.shape[1] == keep_count(video.shape[1], keep_ratio) < video.shape[1]
     if with_delta:
-        layer = controlled_layer(cache)
+        layer = cache.layers[-1]
         kept = pruned.kept_video_positions
         idx = kept[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         ctrl = ValueController(layer.values.gather(2, idx), kept, cfg, reference_norm=pruned.reference_norm)
@@ -73,7 +73,7 @@ def test_pruned_decoding_equals_masked_attention(kit, with_delta, keep_ratio):
     mask = torch.ones(1, cache_r.get_seq_length(), dtype=torch.long)
     mask[0, pruned.dropped_positions[0]] = 0
     if with_delta:
-        layer = controlled_layer(cache_r)
+        layer = cache_r.layers[-1]
         kept_orig = pruned.keep_index.gather(1, pruned.kept_video_positions)
         idx = kept_orig[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
         vid_idx = video[:, None, :, None].expand(1, layer.values.shape[1], -1, layer.values.shape[3])
@@ -92,24 +92,35 @@ def test_pruned_decoding_equals_masked_attention(kit, with_delta, keep_ratio):
 
 
 @pytest.mark.parametrize("kit", LITE_FAMILIES, indirect=True)
-def test_positions_continue_from_unpruned_length(kit, monkeypatch):
+def test_positions_continue_from_unpruned_length(kit):
     """Every decode step's M-RoPE position is ``original_len + step + rope_delta``, not cache-based."""
     tiny_model, tiny_inputs = kit.model, kit.inputs
     dec = kit.adapter()
-    seen: list[torch.Tensor] = []
-    forward = dec.forward
+    text_model = tiny_model.model.language_model
+    seen: list[torch.Tensor] = []  # [4, B, L] per forward: the text row, then the three M-RoPE rows
+    rows: list[torch.Tensor] = []
 
-    def spy(input_ids, position_ids, cache, attention_mask=None, **kw):
-        seen.append(position_ids.clone())
-        return forward(input_ids, position_ids, cache, attention_mask, **kw)
+    def rope_rows(module, args, kwargs):
+        rows.append(args[1].clone())
 
-    monkeypatch.setattr(dec, "forward", spy)
-    decode(
-        dec,
-        tiny_inputs,
-        GenerationSettings(max_new_tokens=5),
-        VReasonSettings(vreason=False, lite=True, prune_only=True),
-    )
+    def text_row(module, args, kwargs):
+        seen.append(torch.cat([kwargs["position_ids"][None].clone(), rows[-1]]))
+
+    hooks = [
+        text_model.rotary_emb.register_forward_pre_hook(rope_rows, with_kwargs=True),
+        text_model.layers[0].register_forward_pre_hook(text_row, with_kwargs=True),
+    ]
+    try:
+        decode(
+            dec,
+            tiny_inputs,
+            GenerationSettings(max_new_tokens=5),
+            VReasonSettings(vreason=False, lite=True, prune_only=True),
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) == 5  # the prefill and four decode steps
     prefill = seen[0]
     timing = {"second_per_grid_ts": tiny_inputs["second_per_grid_ts"]} if kit.family == "qwen2_5_vl" else {}
     _, rope_delta = tiny_model.model.get_rope_index(

@@ -75,11 +75,15 @@ class Timing:
     total_s: float
     peak_bytes: int
     output: DecodeOutput
+    elapsed_s: float = 0.0
+    """Wall time of the measurement minus its warm-up call (what remains of a compiled variant's
+    first call, the warm-up, is its compilation)."""
 
 
 def measure(fn: Callable[[], DecodeOutput], repeats: int, device: torch.device, baseline: int) -> Timing:
     """Warm up, time ``repeats`` calls, then one more call under :class:`PeakMemory`."""
     fn()
+    started = time.perf_counter()
     per_token, totals = [], []
     for _ in range(repeats):
         synchronize(device)
@@ -90,7 +94,8 @@ def measure(fn: Callable[[], DecodeOutput], repeats: int, device: torch.device, 
         per_token.append(out.stats.decode_s / max(len(out.sequences[0]) - 1, 1) * 1e3)
     with PeakMemory(device, baseline) as mem:
         out = fn()
-    return Timing(statistics.median(per_token), statistics.median(totals), int(mem.peak), out)
+    elapsed = time.perf_counter() - started + statistics.median(totals)  # + one call for the warm-up's run
+    return Timing(statistics.median(per_token), statistics.median(totals), int(mem.peak), out, elapsed)
 
 
 def generate_ms_per_token(

@@ -2,9 +2,10 @@
 
 Costs depend on shapes, not on trained weights, so the figures are measured on synthetic models that
 need no download: :data:`CPU_PROXY` (small enough for 2 CPU cores, with the real 151,936-row
-vocabulary so the LM head weighs what it weighs), :data:`QWEN2_5_VL_7B` (the released 7B's exact
-text and vision shapes, for the GPU figures) and :data:`SMOKE` (a seconds-long CPU run of the GPU
-figures command, for its test).
+vocabulary so the LM head weighs what it weighs), :data:`LAUNCH_BOUND` and :data:`HALF_B` (the two
+CPU proxies of the compiled loop: per-op overhead, and memory bandwidth), :data:`QWEN2_5_VL_7B`
+(the released 7B's exact text and vision shapes, for the GPU figures) and :data:`SMOKE` (a
+seconds-long CPU run of the GPU figures command, for its test).
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ QWEN2_5_VL_7B = SyntheticShape(
     fullatt_blocks=(7, 15, 23, 31),
 )
 SMOKE = replace(CPU_PROXY, layers=2, hidden=128)
+LAUNCH_BOUND = replace(CPU_PROXY, layers=24, hidden=128, intermediate=256)
+"""Bound by per-op overhead on a CPU, as a 7B model is on a GPU under eager PyTorch: 24 layers of
+tiny matrices (their weights stream in well under a millisecond) and the real vocabulary."""
+HALF_B = replace(CPU_PROXY, layers=24, hidden=896, intermediate=4864, heads=14, kv_heads=2)
+"""Qwen2.5-0.5B's text shape (bound by memory bandwidth on a CPU: ~2 GB of float32 weights a step)."""
+SHAPES: dict[str, SyntheticShape] = {
+    "cpu-proxy": CPU_PROXY,
+    "launch-bound": LAUNCH_BOUND,
+    "0.5b": HALF_B,
+    "7b": QWEN2_5_VL_7B,
+    "smoke": SMOKE,
+}
+"""The named shapes of ``vreason bench --shape``."""
 
 
 def synthetic_model(

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from lmms_vreason.core.controller import with_controlled_last_layer
 from lmms_vreason.core.ragged import packed_positions
+from lmms_vreason.core.step import DecoderParts, DecoderStep
 
 
 class ModelAdapter:
@@ -33,6 +33,7 @@ class ModelAdapter:
         model.requires_grad_(False)
         self.config = model.config
         self.video_token_id = int(model.config.video_token_id)
+        self._steps: dict[bool, DecoderStep] = {}
 
     @property
     def device(self) -> torch.device:
@@ -40,8 +41,14 @@ class ModelAdapter:
         return self.model.get_input_embeddings().weight.device
 
     def new_cache(self) -> DynamicCache:
-        """An empty cache whose last layer can route its values through a controller."""
-        return with_controlled_last_layer(DynamicCache(config=self.config))
+        """An empty cache for the prefill (the decode loop copies it into preallocated buffers)."""
+        return DynamicCache(config=self.config)
+
+    def decoder_step(self, *, compile: bool = False) -> DecoderStep:
+        """The model's one-token decode step, built (and, with ``compile``, compiled) once per adapter."""
+        if compile not in self._steps:
+            self._steps[compile] = DecoderStep(DecoderParts.of(self.model), compile=compile)
+        return self._steps[compile]
 
     def prefill_positions(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         """Position ids of the prompt, ``[rows, B, L]``, exactly as ``generate`` builds them.

@@ -1,22 +1,28 @@
-"""The value-cache controller ΔV (docs/method.md §1.1-1.2, §1.6) and the cache layer that applies it.
+"""The value-cache controller ΔV (docs/method.md §1.1-1.2, §1.6): Eq. 1, its splice into a value tensor,
+and its per-row update.
 
-ΔV lives on the last decoder layer's value cache at the video positions only. The cache keeps the
-*controlled* values ``V_new = (V + ΔV) * ||V_ref|| / ||V + ΔV||`` in its video slice (rewritten after
-every update, without autograd), so steps that do not optimise cost nothing extra. On an optimising
-step the layer returns a copy whose video slice is the differentiable ``V_new(ΔV)``: autograd then
-records only the last layer's attention, its MLP, the final norm and the LM head for one token, and
-no graph reaches the cache, earlier layers or model parameters.
+ΔV lives on the last decoder layer's value cache at the video positions only. The controller knows
+a value tensor ``[rows, kv_heads, length, head_dim]`` and the positions it controls in it, nothing
+of the cache that holds the tensor. The cache keeps the *controlled* values
+``V_new = (V + ΔV) * ||V_ref|| / ||V + ΔV||`` at those positions (rewritten in place after every
+update, without autograd), so steps that do not optimise cost nothing extra. On an optimising step
+the last layer attends to :meth:`ValueController.insert`'s copy, whose controlled positions are the
+differentiable ``V_new(ΔV)``: autograd then records only the last layer's attention, its MLP, the
+final norm and the LM head for one token, and no graph reaches the cache, earlier layers or model
+parameters.
+
+The update is device-only (:meth:`ValueController.apply_gradient`): per-row clipping, a finite check
+and a masked per-row AdamW (:class:`~lmms_vreason.core.optim.RowAdamW`), so a skipped row needs no
+host decision and the whole update compiles and graph-captures as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
+from lmms_vreason.core.optim import RowAdamW, clip_rows
 from lmms_vreason.core.ragged import PAD, cache_index, position_flags
 from lmms_vreason.core.settings import NormScope, VReasonSettings
 
@@ -33,26 +39,33 @@ def scope_norm(values: torch.Tensor, scope: NormScope) -> torch.Tensor:
     return torch.linalg.vector_norm(values, dim=_SCOPE_DIMS[scope], keepdim=True)
 
 
+def norm_preserving(shifted: torch.Tensor, reference_norm: torch.Tensor, scope: NormScope) -> torch.Tensor:
+    """Eq. 1's rescale: ``shifted * ||V_ref|| / ||shifted||`` per ``scope``; 1 where the norm is 0.
+
+    Double where: a zero norm (padding entries, token scope) must not send 0/0 = NaN into the
+    backward pass of the branch that is not taken.
+    """
+    norm = scope_norm(shifted, scope)
+    nonzero = norm > 0
+    return shifted * torch.where(nonzero, reference_norm / torch.where(nonzero, norm, 1.0), 1.0)
+
+
 class ValueController:
-    """ΔV for a batch of samples, each with its own AdamW state; one instance per batch.
+    """ΔV for every row of a batch, each row with its own lr and AdamW state; one instance per batch.
 
-    Every sample has its own ΔV leaf tensor, so "one optimiser per sample" (docs/method.md §1.6) holds
-    exactly inside a batch: a sample whose step is skipped (non-finite entropy or gradient, or
-    already finished) keeps its ΔV, moments and step count, while the others update. The AdamW
-    over the per-sample leaves still runs as one multi-tensor step.
-
-    Samples may control different numbers of video tokens (a ragged batch); ``positions`` rows are
-    then right-padded with :data:`PAD`. Padding entries hold zero values, receive no gradient and
-    are never written to the cache.
+    Rows may control different numbers of video tokens (a ragged batch); ``positions`` rows are
+    then right-padded with :data:`PAD`. Padding entries hold zero values, receive no gradient, never
+    move and are never written to the cache.
 
     Args:
         video_values: the original (never modified) last-layer values at the controlled positions,
-            ``[B, kv_heads, N, head_dim]``, model dtype (anything at padding entries).
-        positions: cache positions of those values, ``[B, N]`` (ascending, then :data:`PAD`).
+            ``[rows, kv_heads, N, head_dim]``, model dtype (anything at padding entries).
+        positions: positions of those values in the value tensor the controller is spliced into,
+            ``[rows, N]`` (ascending, then :data:`PAD`).
+        config: hyperparameters (lr, grad_clip, norm_scope).
         reference_norm: ``||V_ref||`` in the scope's shape; the norm of the unpruned video block
             (Lite) or ``None`` to use the norm of ``video_values`` (full V-Reason, Eq. 1).
-        config: hyperparameters (lr, grad_clip, norm_scope).
-        lrs: one learning rate per sample (an lr grid decoded as one batch); default ``config.lr``.
+        lrs: one learning rate per row (an lr grid decoded as one batch); default ``config.lr``.
     """
 
     def __init__(
@@ -64,150 +77,70 @@ class ValueController:
         lrs: Sequence[float] | None = None,
     ) -> None:
         self.config = config
-        # float32 for every real model (bf16/fp16/fp32), as docs/method.md §1 asks; float64 for a float64 model
-        # so the gradient can be checked against float64 autograd at 1e-8.
+        self.scope: NormScope = config.norm_scope
+        # float32 for every real model (bf16/fp16/fp32), as docs/method.md §1 asks; float64 for a float64
+        # model so the gradient can be checked against float64 autograd at 1e-8.
         state_dtype = torch.promote_types(video_values.dtype, torch.float32)
         device = video_values.device
         self.positions = positions.to(device)
         self.valid = (self.positions != PAD)[:, None, :, None]
         self.base = video_values.detach().to(state_dtype) * self.valid
         self.reference_norm = (
-            scope_norm(self.base, config.norm_scope)
-            if reference_norm is None
-            else reference_norm.to(state_dtype)
+            scope_norm(self.base, self.scope) if reference_norm is None else reference_norm.to(state_dtype)
         )
         self.index = cache_index(self.positions, video_values)
-        self.deltas = [
-            torch.zeros_like(self.base[i : i + 1], requires_grad=True) for i in range(len(self.base))
-        ]
-        self.lrs = tuple(lrs) if lrs is not None else (config.lr,) * len(self.deltas)
-        if len(self.lrs) != len(self.deltas):
-            raise ValueError(f"{len(self.lrs)} learning rates for {len(self.deltas)} samples")
-        # One parameter group per distinct lr (one group in a plain batch, one per lr in a grid).
-        groups: dict[float, list[torch.Tensor]] = {}
-        for lr, delta in zip(self.lrs, self.deltas, strict=True):
-            groups.setdefault(lr, []).append(delta)
-        self.optimizer = torch.optim.AdamW(
-            [{"params": params, "lr": lr} for lr, params in groups.items()], weight_decay=0.0
-        )
+        self.delta = torch.zeros_like(self.base)
+        """ΔV, ``[rows, kv_heads, N, head_dim]`` (zero at padding entries)."""
+        rows = len(self.base)
+        self.optimizer = RowAdamW(self.delta, tuple(lrs) if lrs is not None else (config.lr,) * rows)
 
     @property
-    def delta(self) -> torch.Tensor:
-        """The whole batch's ΔV, ``[B, kv_heads, N, head_dim]`` (a detached copy)."""
-        return torch.cat([d.detach() for d in self.deltas])
-
-    @property
-    def grad(self) -> torch.Tensor | None:
-        """The whole batch's pending ΔV gradient (zeros for samples without one), or ``None``."""
-        if all(d.grad is None for d in self.deltas):
-            return None
-        return torch.cat([torch.zeros_like(d) if d.grad is None else d.grad for d in self.deltas])
+    def lrs(self) -> tuple[float, ...]:
+        """The learning rate of every row."""
+        return self.optimizer.lrs
 
     @torch.no_grad()
     def load_delta(self, delta: torch.Tensor) -> None:
-        """Set ΔV (``[B, kv_heads, N, head_dim]``), e.g. to decode with a fixed ΔV."""
-        for i, d in enumerate(self.deltas):
-            d.copy_(delta[i : i + 1] * self.valid[i : i + 1])
+        """Set ΔV (``[rows, kv_heads, N, head_dim]``), e.g. to decode with a fixed ΔV."""
+        self.delta.copy_(delta * self.valid)
 
-    def controlled_values(self) -> torch.Tensor:
-        """``(V + ΔV) * ||V_ref|| / ||V + ΔV||`` in float32; exactly ``V`` when ΔV = 0 (full mode)."""
-        shifted = self.base + torch.cat(self.deltas)
-        norm = scope_norm(shifted, self.config.norm_scope)
-        # Double where: a zero norm (padding entries, token scope) must not send 0/0 = NaN into the
-        # backward pass of the branch that is not taken.
-        nonzero = norm > 0
-        scale = torch.where(nonzero, self.reference_norm / torch.where(nonzero, norm, 1.0), 1.0)
-        return shifted * scale
+    def controlled_values(self, delta: torch.Tensor | None = None) -> torch.Tensor:
+        """``(V + ΔV) * ||V_ref|| / ||V + ΔV||`` (state dtype, zero at padding); exactly ``V`` when ΔV = 0
+        (full mode). ``delta`` defaults to the current ΔV; pass a leaf to differentiate."""
+        shifted = self.base + (self.delta if delta is None else delta)
+        return norm_preserving(shifted, self.reference_norm, self.scope) * self.valid
 
-    def _spliced(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The controlled positions of ``values`` as a mask, and ``V_new`` (zero at padding entries).
+    def flags(self, length: int) -> torch.Tensor:
+        """The controlled positions of a value tensor of ``length`` positions, ``[rows, 1, length, 1]``."""
+        return position_flags(self.positions, length)[:, None, :, None]
+
+    def insert(self, values: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
+        """``values`` with the controlled positions replaced by ``V_new(delta)`` (one copy; differentiable).
 
         Insertion is "zero the controlled positions, then add": padding entries (sent to position 0)
         add an exact zero, which a plain scatter could not promise for duplicate indices.
         """
-        controlled = position_flags(self.positions, values.shape[2])[:, None, :, None]
-        return controlled, (self.controlled_values() * self.valid).to(values.dtype)
-
-    def insert(self, values: torch.Tensor) -> torch.Tensor:
-        """``values`` with the controlled positions replaced by a differentiable ``V_new(ΔV)``."""
-        controlled, new = self._spliced(values)
-        return values.masked_fill(controlled, 0).scatter_add_(2, self.index, new)  # one copy of the cache
+        new = self.controlled_values(delta).to(values.dtype)
+        return values.masked_fill(self.flags(values.shape[2]), 0).scatter_add(2, self.index, new)
 
     @torch.no_grad()
     def write_back(self, values: torch.Tensor) -> None:
-        """Store the current ``V_new`` into the cache tensor in place (no autograd)."""
-        controlled, new = self._spliced(values)
-        values.masked_fill_(controlled, 0).scatter_add_(2, self.index, new)
+        """Store the current ``V_new`` into ``values`` in place (no autograd)."""
+        new = self.controlled_values().to(values.dtype)
+        values.masked_fill_(self.flags(values.shape[2]), 0).scatter_add_(2, self.index, new)
 
-    def clip_and_measure(self) -> torch.Tensor:
-        """Clip each sample's gradient to ``grad_clip`` (as ``clip_grad_norm_`` does per tensor).
+    @torch.no_grad()
+    def apply_gradient(
+        self, grad: torch.Tensor, active: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
+        """One update from the gradient of step's loss, on the device; ``V_new`` rewritten into ``values``.
 
-        Returns per-sample pre-clip gradient norms, ``[B]`` (non-finite where the gradient is).
+        Each row's gradient is clipped to ``grad_clip`` (as ``clip_grad_norm_`` clips one tensor);
+        a row steps only if it is ``active`` (still generating) and its entropy and gradient are
+        finite. Returns which rows stepped, ``[rows]`` bool.
         """
-        grads = [d.grad if d.grad is not None else torch.zeros_like(d) for d in self.deltas]
-        norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
-        coef = (self.config.grad_clip / (norms + 1e-6)).clamp(max=1.0)
-        for i, g in enumerate(grads):
-            g.mul_(coef[i])
-        return norms
-
-    def step(self, update: Sequence[bool] | None = None) -> None:
-        """One AdamW step for the samples marked in ``update`` (default: all); clear all gradients.
-
-        Samples not marked keep ΔV, moments and step count exactly (AdamW skips grad-less leaves).
-        """
-        if update is not None:
-            for d, keep in zip(self.deltas, update, strict=True):
-                if not keep:
-                    d.grad = None
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def skip(self) -> None:
-        """Drop this step's gradient without updating any sample."""
-        self.optimizer.zero_grad(set_to_none=True)
-
-
-class ControlledValueLayer(DynamicLayer):
-    """A ``DynamicLayer`` whose values can pass through a :class:`ValueController` for one forward.
-
-    Installed as the last layer of a ``DynamicCache``. Outside :meth:`differentiable` it behaves
-    exactly like ``DynamicLayer`` (the cache already holds ``V_new``); inside, the attention of
-    that forward sees the differentiable ``V_new(ΔV)``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._insert: Callable[[torch.Tensor], torch.Tensor] | None = None
-
-    @contextmanager
-    def differentiable(self, controller: ValueController) -> Iterator[None]:
-        """Within the block, autograd is on and this layer's values carry a graph to ΔV."""
-        self._insert = controller.insert
-        try:
-            with torch.enable_grad():
-                yield
-        finally:
-            self._insert = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        keys, values = super().update(key_states, value_states, *args, **kwargs)
-        if self._insert is not None:
-            values = self._insert(values)
-        return keys, values
-
-
-def with_controlled_last_layer(cache: DynamicCache) -> DynamicCache:
-    """``cache`` with its last layer replaced by an (empty) :class:`ControlledValueLayer`."""
-    cache.layers[-1] = ControlledValueLayer()
-    return cache
-
-
-def controlled_layer(cache: DynamicCache) -> ControlledValueLayer:
-    """The last layer of a cache built with :func:`with_controlled_last_layer`."""
-    layer = cache.layers[-1]
-    if not isinstance(layer, ControlledValueLayer):
-        raise TypeError(
-            "the cache's last layer is not a ControlledValueLayer (see with_controlled_last_layer)"
-        )
-    return layer
+        clipped, norms = clip_rows(grad, self.config.grad_clip)
+        update = active & torch.isfinite(entropy) & torch.isfinite(norms)
+        self.optimizer.step(self.delta, clipped, update)
+        self.write_back(values)
+        return update

@@ -1,7 +1,7 @@
 """V-Reason (Lite) pruning (docs/method.md §2, Algorithm 2): drop low value-norm video tokens from the KV cache.
 
-After prefill, every video token is scored by the mean L2 norm of its value vectors over all layers
-and KV heads; the top ``keep_ratio`` per sample stay, the rest leave the keys and values of **all**
+After prefill, every video token is scored by the mean L2 norm of its value vectors over all
+key/value layers and KV heads; the top ``keep_ratio`` per sample stay, the rest leave the keys and values of **all**
 layers. Later tokens keep their original RoPE positions (the decode loop tracks positions itself)
 and attend over the shorter cache, so pruning equals masking the dropped positions out of attention.
 """
@@ -17,12 +17,14 @@ from transformers import DynamicCache
 
 from lmms_vreason.core.controller import scope_norm
 from lmms_vreason.core.ragged import PAD, cache_index, packed_positions, position_flags
+from lmms_vreason.core.rows import RowLayout
 from lmms_vreason.core.settings import NormScope
 
 
 @dataclass
 class PrunedCache:
-    """What pruning did, per sample (the cache itself is modified in place).
+    """What pruning keeps, per sample (:func:`plan_pruning`; :func:`apply_pruning` or the decode loop's
+    preallocated cache carries it out).
 
     Samples of a batch may hold different numbers of video tokens, so after pruning they may hold
     different numbers of cache positions. The pruned cache has the longest sample's length; shorter
@@ -55,10 +57,10 @@ class PrunedCache:
     kv_bytes_before: int
     kv_bytes_after: int
 
-    def repeat_rows(self, repeats: int) -> PrunedCache:
-        """Every sample's record repeated ``repeats`` times in a row (its cache copied for an lr grid)."""
+    def for_rows(self, layout: RowLayout) -> PrunedCache:
+        """Every request's record repeated for each of its rows (its cache copied for an lr grid)."""
         changes = {
-            f.name: getattr(self, f.name).repeat_interleave(repeats, dim=0)
+            f.name: layout.expand(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
@@ -68,8 +70,8 @@ class PrunedCache:
 def cache_bytes(cache: DynamicCache) -> int:
     """Bytes held by the keys and values of every layer of ``cache``."""
     total = 0
-    for layer in cache.layers:
-        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+    for layer in kv_layers(cache):
+        if layer.keys.numel():
             total += layer.keys.numel() * layer.keys.element_size()
             total += layer.values.numel() * layer.values.element_size()
     return total
@@ -79,13 +81,14 @@ def video_token_scores(cache: DynamicCache, video_positions: torch.Tensor) -> to
     """Mean over layers and KV heads of each video token's value-vector L2 norm, ``[B, N]`` (NaN at pads)."""
     valid = video_positions != PAD
     total = None
-    for layer in cache.layers:
+    layers = kv_layers(cache)
+    for layer in layers:
         values = layer.values.gather(2, cache_index(video_positions, layer.values))
         norms = torch.linalg.vector_norm(values.float(), dim=-1).mean(dim=1)
         norms = norms.to(video_positions.device)
         total = norms if total is None else total + norms
     assert total is not None
-    return (total / len(cache.layers)).masked_fill(~valid, math.nan)
+    return (total / len(layers)).masked_fill(~valid, math.nan)
 
 
 def keep_count(n_video: int, keep_ratio: float) -> int:
@@ -100,8 +103,13 @@ def _gather_rows(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return source.gather(1, index.clamp(min=0)).masked_fill(index == PAD, PAD)
 
 
+def kv_layers(cache: DynamicCache) -> list:
+    """The layers of ``cache`` that hold per-token keys and values (not linear-attention states)."""
+    return [layer for layer in cache.layers if getattr(layer, "keys", None) is not None]
+
+
 @torch.no_grad()
-def prune_video_tokens(
+def plan_pruning(
     cache: DynamicCache,
     video_positions: torch.Tensor,
     keep_ratio: float,
@@ -109,18 +117,22 @@ def prune_video_tokens(
     attention_mask: torch.Tensor | None = None,
     scope: NormScope = "block",
 ) -> PrunedCache:
-    """Drop the lowest-scoring video tokens from every layer of ``cache`` (in place).
+    """Which cache positions every sample keeps after dropping its lowest-scoring video tokens.
+
+    Reads ``cache`` and changes nothing: :func:`apply_pruning` (or the decode loop's copy into its
+    preallocated cache, which gathers ``keep_index`` directly) carries the plan out.
 
     Args:
-        cache: the prefilled cache; every layer holds ``[B, H, L, D]`` keys and values.
+        cache: the prefilled cache; every key/value layer holds ``[B, H, L, D]`` keys and values.
         video_positions: cache positions of each sample's video tokens, ``[B, N]``, ascending,
-            right-padded with :data:`PAD` (see :meth:`QwenVLDecoder.video_positions`).
+            right-padded with :data:`PAD` (see :meth:`ModelAdapter.video_positions`).
         keep_ratio: share of each sample's video tokens that stays (:func:`keep_count`).
         attention_mask: the 2D prefill mask, ``[B, L]``, if the batch is padded.
         scope: the controller's norm scope, for the rescale target.
     """
+    layers = kv_layers(cache)
     batch, width = video_positions.shape
-    seq_len = cache.layers[0].keys.shape[2]
+    seq_len = layers[0].keys.shape[2]
     device = video_positions.device
     before = cache_bytes(cache)
     valid = video_positions != PAD
@@ -149,18 +161,13 @@ def prune_video_tokens(
     slot_of_position = keep_flags.long().cumsum(dim=1) - 1 + lead[:, None]
     kept_slots = _gather_rows(slot_of_position, kept_original)
 
-    last = cache.layers[-1].values
+    last = layers[-1].values
     video_values = last.gather(2, cache_index(video_positions, last))
     video_values = video_values.to(torch.promote_types(last.dtype, torch.float32))
     video_values = video_values * valid.to(last.device)[:, None, :, None]  # pads add nothing to a norm
     reference = scope_norm(video_values, scope)
     if scope == "token":
         reference = reference.gather(2, cache_index(kept_in_video, reference))
-
-    for layer in cache.layers:
-        index = cache_index(keep_index, layer.keys)
-        layer.keys = layer.keys.gather(2, index)
-        layer.values = layer.values.gather(2, index)
 
     mask = None
     if attention_mask is not None or bool((lead > 0).any()):
@@ -176,5 +183,29 @@ def prune_video_tokens(
         reference_norm=reference,
         attention_mask=mask,
         kv_bytes_before=before,
-        kv_bytes_after=cache_bytes(cache),
+        kv_bytes_after=before * new_len // seq_len,
     )
+
+
+@torch.no_grad()
+def apply_pruning(cache: DynamicCache, pruned: PrunedCache) -> None:
+    """Keep only ``pruned.keep_index``'s positions in every key/value layer of ``cache`` (in place)."""
+    for layer in kv_layers(cache):
+        index = cache_index(pruned.keep_index, layer.keys)
+        layer.keys = layer.keys.gather(2, index)
+        layer.values = layer.values.gather(2, index)
+
+
+def prune_video_tokens(
+    cache: DynamicCache,
+    video_positions: torch.Tensor,
+    keep_ratio: float,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    scope: NormScope = "block",
+) -> PrunedCache:
+    """Drop the lowest-scoring video tokens from every key/value layer of ``cache`` (in place):
+    :func:`plan_pruning`, then :func:`apply_pruning`."""
+    pruned = plan_pruning(cache, video_positions, keep_ratio, attention_mask=attention_mask, scope=scope)
+    apply_pruning(cache, pruned)
+    return pruned

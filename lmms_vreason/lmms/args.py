@@ -107,6 +107,11 @@ class BackendArgs(VReasonSettings):
     seed: int = Field(
         0, description="seed of the sampler's random generator (reset per request for reproducibility)"
     )
+    compile: Literal["auto"] | bool = Field(
+        "auto",
+        description="torch.compile the decode step (CUDA graphs on CUDA); auto: on for CUDA, off for CPU, "
+        "where compiling costs more than short runs save; a compile failure stops the run at start-up",
+    )
     telemetry: bool = Field(False, description="write per-sample entropy/EMA/alpha/timing rows as JSONL")
     telemetry_dir: str | None = Field(
         None, description="where telemetry JSONL goes; default: the run's --output_path"
@@ -147,7 +152,21 @@ class BackendArgs(VReasonSettings):
             raise ValueError(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
         if self.nframes is not None and self.nframes % TEMPORAL_FACTOR:
             raise ValueError(f"nframes must be even (frames go to the model in pairs), got {self.nframes}")
+        if self.compile is True and self.attn_implementation == "flash_attention_2":
+            raise ValueError("compile=true runs the sdpa or eager attention kernels, not flash_attention_2")
+        if self.compile is True and self.device_map is not None:
+            raise ValueError("compile=true needs the model on one device (drop device_map)")
         return self
+
+    def compiles(self, device_type: str) -> bool:
+        """Whether the decode step is compiled on a device of ``device_type`` (``compile=auto``: CUDA only)."""
+        if self.compile == "auto":
+            return (
+                device_type == "cuda"
+                and self.device_map is None
+                and self.attn_implementation != "flash_attention_2"
+            )
+        return bool(self.compile)
 
     def frame_settings(
         self, *, factor: int = PIXEL_FACTOR, temporal_factor: int = TEMPORAL_FACTOR
@@ -268,6 +287,8 @@ def model_args_markdown() -> str:
         choices = [c for c in get_args(field.annotation) if isinstance(c, str)]
         for arg in get_args(field.annotation):  # Literal[...] | None
             choices += [c for c in get_args(arg) if isinstance(c, str)]
+        if choices and bool in get_args(field.annotation):  # Literal[...] | bool
+            choices += ["true", "false"]
         extra = f" ({', '.join(choices)})" if choices else ""
         rows.append(f"| {names} | {shown} | {field.description}{extra} |")
     return "\n".join(rows) + "\n"

@@ -133,6 +133,7 @@ class VReasonBackend(lmms):
         self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
         pad = self._tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
+        self.compile = args.compiles(self._device.type)
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
         self._telemetry: TelemetryWriter | None = None
         self._grid_writer: GridResponseWriter | None = None
@@ -141,6 +142,33 @@ class VReasonBackend(lmms):
         self.numeric_failures = 0
         if self._rank == 0:
             logger.info(f"{family.backend}: {self.vreason}; videos: {self.frames.describe()}")
+        if self.compile:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the decode step now, on a synthetic request of this run's mode: a compilation
+        failure stops the run at start-up (:class:`CompileError` naming the cause), not mid-run."""
+        import math
+
+        started = time.perf_counter()
+        side = self.frames.factor * math.ceil(math.sqrt(self.frames.min_pixels) / self.frames.factor)
+        frames = torch.zeros(self.frames.temporal_factor * 2, 3, side, side, dtype=torch.uint8)
+        meta = {"fps": 2.0, "frames_indices": list(range(len(frames))), "total_num_frames": len(frames)}
+        content = [{"type": "video", "url": "warm-up.mp4"}, {"type": "text", "text": "warm-up"}]
+        chat = ChatMessages(messages=[{"role": "user", "content": content}])
+        inputs = self._inputs([chat], [SampleMedia(videos=[frames], metadata=[meta])])
+        steps = self.vreason.step_size + 1  # through an optimising step when V-Reason is on
+        decode(
+            self.adapter,
+            inputs,
+            GenerationSettings(max_new_tokens=steps),
+            self.vreason,
+            pad_token_id=self.pad_token_id,
+            track_entropy=self.args.telemetry,
+            compile=True,
+        )
+        if self._rank == 0:
+            logger.info(f"compiled the decode step in {time.perf_counter() - started:.1f} s (compile=true)")
 
     @property
     def grid_writer(self) -> GridResponseWriter:
@@ -253,6 +281,7 @@ class VReasonBackend(lmms):
             pad_token_id=self.pad_token_id,
             generators=[self._seeded_generator(d) for d in doc_ids] if settings.do_sample else None,
             track_entropy=self.telemetry is not None,
+            compile=self.compile,
         )
         peak = float(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
         return out, inputs, peak
@@ -339,13 +368,14 @@ class VReasonBackend(lmms):
     ) -> list[GenerationResult]:
         """One result per request; with an lr grid, the first lr's row (every row goes to the grid file)."""
         mask = inputs.get("attention_mask")
-        rows = len(out.sequences) // len(doc_ids)  # an lr grid decodes rows b * G + g
-        lrs = self.vreason.learning_rates if rows > 1 else (self.vreason.lr,)
+        layout = out.layout
+        lrs = layout.lrs if layout.lrs is not None else (self.vreason.lr,)
         results = []
         for b, (task, doc_id) in enumerate(zip(tasks, doc_ids, strict=True)):
             n_in = int(mask[b].sum()) if mask is not None else int(inputs["input_ids"].shape[1])
-            responses = [self._response(out, b * rows + g, settings) for g in range(rows)]
-            (text, error), scored = responses[0], b * rows
+            rows = [layout.row(b, g) for g in range(layout.per_request)]
+            responses = [self._response(out, row, settings) for row in rows]
+            (text, error), scored = responses[0], layout.scored_row(b)
             if error is not None:
                 self.numeric_failures += 1
                 logger.error(f"[{task} doc {doc_id}] sample failed: {error}")
@@ -357,21 +387,21 @@ class VReasonBackend(lmms):
                 trace = self._trace(out, scored, task, doc_id, n_in, n_out, peak)
                 trace.error = error
                 self.telemetry.write(trace)
-            if rows > 1:
+            if layout.lrs is not None:
                 self.grid_writer.write_all(
                     GridResponse(
                         task=task,
                         doc_id=int(doc_id),
                         lr=lr,
                         response=row_text,
-                        output_tokens=len(out.sequences[b * rows + g]),
-                        opt_steps=int(out.stats.opt_steps[b * rows + g]),
-                        skipped_steps=int(out.stats.skipped_steps[b * rows + g]),
+                        output_tokens=len(out.sequences[row]),
+                        opt_steps=int(out.stats.opt_steps[row]),
+                        skipped_steps=int(out.stats.skipped_steps[row]),
                         rank=self.rank,
                         run=self.run_label,
                         error=row_error,
                     )
-                    for g, (lr, (row_text, row_error)) in enumerate(zip(lrs, responses, strict=True))
+                    for row, lr, (row_text, row_error) in zip(rows, lrs, responses, strict=True)
                 )
         return results
 

@@ -1,0 +1,225 @@
+"""One decode step of a transformers decoder, split at its last layer, eager or compiled.
+
+``generate`` runs a whole model forward per token. V-Reason needs more structure than that: on an
+optimising step the last layer must see the differentiable ``V_new(ΔV)`` while nothing before it
+builds a graph. So the step is written out over the decoder's own modules (embedding, rotary
+embedding, decoder layers, final norm, LM head; transformers' code does every piece) and split in two:
+
+* the **trunk**, layers ``0 .. L-2``, always without autograd;
+* the **head**, the last layer, the final norm and the LM head (and the entropy when the loop needs
+  it); on an optimising step it runs with the controller spliced into the last layer's values and
+  returns logits and entropy with a graph to ΔV, whose backward therefore covers one layer.
+
+A step that does not optimise runs both halves as one function (:meth:`DecoderStep.forward`). With
+``compile=True`` each function is ``torch.compile``'d with ``fullgraph=True`` (on CUDA
+``mode="reduce-overhead"``: CUDA graphs, which the fixed-address cache of
+:mod:`lmms_vreason.core.kv` makes possible); the head's backward is compiled with it (AOTAutograd).
+Sampling stays outside the graphs. A compilation failure raises :class:`CompileError` naming the
+cause; there is no silent fallback to eager.
+
+Every step updates its state in place: the positions move on by one, the cache writes at its slot and
+opens it in the mask, then closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lmms_vreason.core.controller import ValueController
+from lmms_vreason.core.kv import StaticKVCache
+from lmms_vreason.core.objective import entropy
+
+COMPILED_BUCKET = 256
+"""Cache capacity is rounded up to this in compiled mode, so requests of different lengths share a graph."""
+COMPILED_VIDEO_BUCKET = 64
+"""Controlled video tokens per row are padded up to a multiple of this in compiled mode (same reason)."""
+
+
+class CompileError(RuntimeError):
+    """``torch.compile`` could not compile the decode step (raised at the first step, naming the cause)."""
+
+
+@dataclass(frozen=True)
+class DecoderParts:
+    """The modules a step runs, taken from a transformers ``...ForConditionalGeneration``."""
+
+    embed_tokens: torch.nn.Module
+    rotary_emb: torch.nn.Module
+    layers: tuple[torch.nn.Module, ...]
+    norm: torch.nn.Module
+    lm_head: torch.nn.Module
+    attn_implementation: str
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> DecoderParts:
+        text = model.model.language_model
+        return cls(
+            embed_tokens=text.embed_tokens,
+            rotary_emb=text.rotary_emb,
+            layers=tuple(text.layers),
+            norm=text.norm,
+            lm_head=model.lm_head,
+            attn_implementation=text.config._attn_implementation or "eager",
+        )
+
+
+class _ControlledValues:
+    """The cache an optimising step's last layer sees: its values carry the differentiable ``V_new(ΔV)``."""
+
+    def __init__(self, cache: StaticKVCache, controller: ValueController, delta: torch.Tensor) -> None:
+        self.cache = cache
+        self.controller = controller
+        self.delta = delta
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.cache.update(key_states, value_states, layer_idx, *args, **kwargs)
+        return keys, self.controller.insert(values, self.delta)
+
+
+def _logits(parts: DecoderParts, hidden: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The last position's raw logits in at least float32 on ``device``, ``[rows, vocab]`` (as ``generate``)."""
+    logits = parts.lm_head(parts.norm(hidden))[:, -1]
+    return logits.to(dtype=torch.promote_types(logits.dtype, torch.float32), device=device)
+
+
+class DecoderStep:
+    """A model's one-token step (trunk + head), eager or compiled; one per model and mode.
+
+    Args:
+        parts: the model's decoder modules.
+        compile: ``torch.compile`` the step functions (``fullgraph``; CUDA graphs on CUDA).
+    """
+
+    def __init__(self, parts: DecoderParts, *, compile: bool = False) -> None:
+        if compile and parts.attn_implementation == "flash_attention_2":
+            raise CompileError(
+                "compile=true supports the sdpa and eager attention kernels, not flash_attention_2"
+            )
+        self.parts = parts
+        self.compiled = compile
+        self.device = parts.embed_tokens.weight.device
+        self.additive_mask = parts.attn_implementation == "eager"
+        """Eager attention adds its mask; the other kernels take a boolean one."""
+        self.exact_length = not compile
+        """Eager steps attend over exactly the slots written (a dynamic cache's shapes and rounding);
+        compiled ones over the whole capacity, masked (one shape for every step)."""
+        self.bucket = COMPILED_BUCKET if compile else 1
+        self.video_bucket = COMPILED_VIDEO_BUCKET if compile else 1
+        self._graphs = compile and self.device.type == "cuda"
+        if compile:
+            mode = "reduce-overhead" if self._graphs else "default"
+            self._forward = self._compiled(self._forward_eager, mode)
+            self._trunk = self._compiled(self._trunk_eager, mode)
+            self._head_with_grad = self._compiled(self._head_with_grad_eager, mode)
+        else:
+            self._forward, self._trunk = self._forward_eager, self._trunk_eager
+            self._head_with_grad = self._head_with_grad_eager
+
+    @staticmethod
+    def _compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
+        compiled = torch.compile(fn, fullgraph=True, mode=mode)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as exc:  # dynamo/inductor errors have no common base class
+                if isinstance(exc, (torch.cuda.OutOfMemoryError, KeyboardInterrupt)):
+                    raise
+                cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CompileError(
+                    f"torch.compile failed on the decode step ({type(exc).__name__}: {cause})"
+                ) from exc
+
+        return run
+
+    # the step's pieces (each compiles as it is) ------------------------------------------------
+    def _trunk_eager(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: StaticKVCache
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        parts = self.parts
+        positions.add_(1)
+        cache.open_slot()
+        hidden = parts.embed_tokens(tokens[:, None])
+        rope = parts.rotary_emb(hidden, positions[1:])
+        for layer in parts.layers[:-1]:
+            hidden = layer(
+                hidden,
+                attention_mask=cache.mask,
+                position_embeddings=rope,
+                position_ids=positions[0],
+                cache=cache,
+                use_cache=True,
+            )
+        return hidden, rope
+
+    def _head(
+        self,
+        hidden: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        positions: torch.Tensor,
+        cache: StaticKVCache,
+        layer_cache: Any,
+    ) -> torch.Tensor:
+        hidden = self.parts.layers[-1](
+            hidden,
+            attention_mask=cache.mask,
+            position_embeddings=rope,
+            position_ids=positions[0],
+            cache=layer_cache,
+            use_cache=True,
+        )
+        cache.close_slot()
+        return _logits(self.parts, hidden, self.device)
+
+    def _forward_eager(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: StaticKVCache, with_entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        hidden, rope = self._trunk_eager(tokens, positions, cache)
+        logits = self._head(hidden, rope, positions, cache, cache)
+        return logits, entropy(logits) if with_entropy else None
+
+    def _head_with_grad_eager(
+        self,
+        hidden: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        positions: torch.Tensor,
+        cache: StaticKVCache,
+        controller: ValueController,
+        delta: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self._head(hidden, rope, positions, cache, _ControlledValues(cache, controller, delta))
+        return logits, entropy(logits)
+
+    # what the loop calls -------------------------------------------------------------------
+    def forward(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: StaticKVCache, *, with_entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A step that does not optimise: the next logits ``[rows, vocab]`` (and their entropy)."""
+        self._new_graph_step()
+        with torch.no_grad():
+            return self._forward(tokens, positions, cache, with_entropy)
+
+    def forward_with_grad(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: StaticKVCache,
+        controller: ValueController,
+        delta: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """An optimising step: logits and entropy with a graph to ``delta`` (a leaf: the current ΔV)."""
+        self._new_graph_step()
+        with torch.no_grad():
+            hidden, rope = self._trunk(tokens, positions, cache)
+        with torch.enable_grad():
+            return self._head_with_grad(hidden, rope, positions, cache, controller, delta)
+
+    def _new_graph_step(self) -> None:
+        if self._graphs:  # CUDA graphs: the previous step's outputs may now be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
