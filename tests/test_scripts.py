@@ -10,15 +10,19 @@ argument parsing, and the raw accelerate command line through accelerate's own p
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants as hub_constants
 
+from lmms_vreason.cli import main as cli_main
 from lmms_vreason.testing.fixtures import make_fixture_bench
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,23 +103,35 @@ def test_an_unknown_argument_is_refused_naming_the_valid_ones(script: str, tmp_p
 
 
 def _check_vreason_command(argv: list[str], env: dict[str, str], cwd: Path) -> str:
-    """Run one printed ``vreason`` command as far as possible here; returns its output."""
+    """Run one printed ``vreason`` command as far as possible here, in this process (the ``vreason``
+    command is :func:`lmms_vreason.cli.main`), in ``cwd`` with ``env``; returns its output."""
     sub = argv[1]
     if sub == "run":  # plan the real lmms-eval/accelerate commands, run nothing
         cut = argv.index("--") if "--" in argv else len(argv)
         argv = [*argv[:cut], "--dry-run", *argv[cut:]]
     elif argv[1:3] == ["data", "check"] and "--no-decode" not in argv:
         argv = [*argv, "--no-decode"]  # decoding is tested in test_data.py; here: paths and arguments
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    out = proc.stdout + proc.stderr
-    assert "usage:" not in out, f"{shlex.join(argv)}: arguments refused\n{out}"
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        for name in ("VREASON_EVAL_ROOT", "HF_HUB_OFFLINE"):
+            patch.delenv(name, raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.chdir(cwd)
+        patch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # read at import, so HF_HUB_OFFLINE=1 is late
+        try:
+            rc = cli_main(argv[1:])
+        except SystemExit as exc:  # argparse refusing the arguments
+            rc = exc.code
+    text = out.getvalue() + err.getvalue()
+    assert "usage:" not in text, f"{shlex.join(argv)}: arguments refused\n{text}"
     if sub == "data" and argv[2] == "download":  # offline here: fails after parsing, naming why
-        assert "offline" in out, out
+        assert "offline" in text, text
     elif sub == "collate":  # nothing has run, so there is nothing to collate yet
-        assert proc.returncode in (1, 2) and ("no lmms-eval results" in out or "not a directory" in out), out
+        assert rc in (1, 2) and ("no lmms-eval results" in text or "not a directory" in text), text
     else:
-        assert proc.returncode == 0, f"{shlex.join(argv)}\n{out}"
-    return out
+        assert rc == 0, f"{shlex.join(argv)}\n{text}"
+    return text
 
 
 def test_reproduce_table1_commands_run(tmp_path: Path, vreason: str, fixture_data: Path) -> None:
