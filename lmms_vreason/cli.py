@@ -20,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grid-score": ("lmms_vreason.lmms.grid_score", "score every lr of a one-pass lr-grid run (lr_grid=...)"),
     "collate": ("lmms_vreason.experiments.collate", "print run folders as the paper's Table 1"),
     "compare": ("lmms_vreason.analysis.compare", "compare two runs doc by doc; optional regression gate"),
+    "bundle": (
+        "lmms_vreason.experiments.bundle",
+        "pack a run for submission (results, samples, provenance, manifest); --verify rescores one",
+    ),
     "plot": ("lmms_vreason.analysis.plots", "plot the paper's entropy/alpha figures from telemetry"),
     "efficiency": ("lmms_vreason.analysis.efficiency", "tokens, time and memory vs a baseline (Tables 5/6)"),
     "bench": (

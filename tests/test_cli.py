@@ -31,6 +31,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "grid-score",
         "collate",
         "compare",
+        "bundle",
         "plot",
         "efficiency",
         "bench",
@@ -50,6 +51,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         ("run", "(default: accelerate)"),
         ("collate", "(default: md)"),
         ("compare", "(default: 10000)"),
+        ("bundle", "(default: RUN_DIR.bundle.tar.gz)"),
         ("plot", "(default: 1)"),
         ("efficiency", "(default: all in the telemetry)"),
         ("bench", "(default: 8)"),
@@ -84,7 +86,7 @@ def test_configs_analysis_and_help_import_neither_torch_nor_lmms_eval() -> None:
     code = """
 import sys
 from lmms_vreason.cli import main
-for argv in (["--help"], ["collate", "--help"], ["compare", "--help"], ["efficiency", "--help"]):
+for argv in (["--help"], ["collate", "--help"], ["compare", "--help"], ["efficiency", "--help"], ["bundle", "--help"]):
     try:
         main(argv)
     except SystemExit as exc:

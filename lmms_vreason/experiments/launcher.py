@@ -11,6 +11,15 @@ its tasks, produced with the same model arguments, generation overrides and ``--
 skipped, so a sweep of ~90 runs can be interrupted and restarted. lmms-eval exits 0 even when a
 run fails, so success is judged by the files it wrote (read by :mod:`lmms_vreason.analysis.runs`),
 never by its exit code.
+
+Several machines (``--num-machines N --machine-rank R --main-process-ip HOST``, accelerate's own
+flags): the same ``vreason run`` runs on every machine (e.g. one ``srun`` task per node, see
+``scripts/slurm/``) and each lmms-eval run spans all of them, ``--num-processes`` being the total
+over all machines, as for accelerate. Every machine takes the same decisions (which configs are
+complete is read from the shared output root before each launch), but only machine 0, whose rank-0
+process writes lmms-eval's results, keeps the books: config copies, lr-grid scoring and fan-out,
+and judging a run by its files; the other machines judge their share by its exit code and log to
+``<output_root>/.machine<R>/<name>.log``.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from lmms_vreason.experiments.configs import (
 )
 from lmms_vreason.lmms.grid_score import GRID_DIR
 from lmms_vreason.lmms.task_registry import task_dir
+from lmms_vreason.provenance import RUN_INFO_GLOB
 
 LauncherKind = Literal["plain", "accelerate"]
 LAUNCHERS: tuple[str, ...] = ("accelerate", "plain")
@@ -93,6 +103,9 @@ class LaunchOptions:
     launcher: LauncherKind = "accelerate"
     num_processes: int = 1
     main_process_port: int | None = None
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
     include_path: str | None = None
     limit: float | None = None
     extra_args: tuple[str, ...] = ()
@@ -111,6 +124,21 @@ class LaunchOptions:
             raise ValueError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
         if self.num_processes < 1:
             raise ValueError(f"num_processes must be >= 1, got {self.num_processes}")
+        if self.num_machines < 1 or not 0 <= self.machine_rank < self.num_machines:
+            raise ValueError(
+                f"need num_machines >= 1 and 0 <= machine_rank < num_machines, "
+                f"got {self.num_machines} and {self.machine_rank}"
+            )
+        if self.num_machines > 1:
+            if self.launcher != "accelerate":
+                raise ValueError("several machines need the accelerate launcher (--launcher accelerate)")
+            if not self.main_process_ip:
+                raise ValueError("several machines need main_process_ip (machine 0's address)")
+            if self.num_processes < self.num_machines:
+                raise ValueError(
+                    f"num_processes ({self.num_processes}) is the total over all machines and must be "
+                    f">= num_machines ({self.num_machines})"
+                )
         if self.limit is not None and self.limit < 0 and self.limit != -1:
             raise ValueError(f"limit must be -1 or >= 0, got {self.limit}")
         owned = [a for a in self.extra_args if a.split("=", 1)[0] in RESERVED_ARGS]
@@ -120,6 +148,20 @@ class LaunchOptions:
             )
         object.__setattr__(self, "output_root", Path(self.output_root))
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
+
+    @property
+    def keeps_books(self) -> bool:
+        """Whether this machine writes config copies, scores lr grids and judges runs by their files
+        (machine 0 only: its rank-0 process writes lmms-eval's results)."""
+        return self.machine_rank == 0
+
+    def log_path(self, run_dir: Path, name: str) -> Path:
+        """This machine's launch log of one run: ``<run_dir>/lmms_eval.log`` on machine 0; on machine
+        R, ``<output_root>/.machine<R>/<name>.log`` (machines share the output root, and machine 0
+        may clear a grid's folder while another machine's launch is starting)."""
+        if self.machine_rank == 0:
+            return run_dir / LOG_NAME
+        return (self.output_root / f".machine{self.machine_rank}" / f"{name}.log").absolute()
 
     @property
     def effective_limit(self) -> float | None:
@@ -166,7 +208,13 @@ def lmms_eval_args(config: ExperimentConfig, output_dir: Path, options: LaunchOp
 
 
 def build_plan(config: ExperimentConfig, options: LaunchOptions, output_dir: Path | None = None) -> RunPlan:
-    """The command for one config. A model sharded with ``device_map`` always runs as one process."""
+    """The command for one config. A model sharded with ``device_map`` always runs as one process
+    (on one machine: such a config cannot be spread over several)."""
+    if config.model_parallel and options.num_machines > 1:
+        raise ValueError(
+            f"config {config.name} shards its model with device_map and runs as one process on one "
+            f"machine; run it without --num-machines (a single-node job)"
+        )
     output_dir = output_dir or output_dir_for(config, options)
     args = lmms_eval_args(config, output_dir, options)
     nproc = 1 if config.model_parallel else options.num_processes
@@ -174,6 +222,15 @@ def build_plan(config: ExperimentConfig, options: LaunchOptions, output_dir: Pat
         command = [options.lmms_eval_bin, *args]
     else:
         command = [options.accelerate_bin, "launch", "--num_processes", str(nproc)]
+        if options.num_machines > 1:
+            command += [
+                "--num_machines",
+                str(options.num_machines),
+                "--machine_rank",
+                str(options.machine_rank),
+                "--main_process_ip",
+                str(options.main_process_ip),
+            ]
         if nproc > 1:  # without it accelerate starts one process unless several GPUs are visible
             command.append("--multi_gpu")
         if options.main_process_port is not None:
@@ -423,14 +480,23 @@ def run_configs(
             stream.write(f"# {name}: {reason}; writes {plan.output_dir}\n{plan.shell}\n")
             outcomes.append(RunOutcome(name, "planned", reason=reason))
             continue
-        log_path = plan.output_dir / LOG_NAME
-        write_config_copy(plan.config, plan.output_dir)
+        log_path = options.log_path(plan.output_dir, name)
+        if options.keeps_books:
+            write_config_copy(plan.config, plan.output_dir)
         note = f", {plan.num_processes} process(es)" if options.launcher == "accelerate" else ""
+        if options.num_machines > 1:
+            note += f" on {options.num_machines} machines, this is machine {options.machine_rank}"
         progress.line(index, name, f"running ({reason}{note}; log {log_path})")
         before = frozenset(r.path for r in read_results(plan.output_dir))
         start = time.monotonic()
         rc = runner(plan.command, log_path, env)
         seconds = time.monotonic() - start
+        if not options.keeps_books:
+            outcomes.append(_share_outcome(name, rc, seconds, log_path, progress, index, options))
+            to_run -= 1
+            if options.fail_fast and rc:
+                break
+            continue
         # Judge this run by the files it wrote: old results must not turn a failed rerun into "done".
         complete, reason = completion_status(plan.config, plan.output_dir, limit, ignore=before)
         progress.durations.append(seconds)
@@ -448,6 +514,28 @@ def run_configs(
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     stream.write(f"{summary or 'nothing to do'} in {_fmt_seconds(time.monotonic() - progress.started)}\n")
     return outcomes
+
+
+def _share_outcome(
+    name: str, rc: int, seconds: float, log_path: Path, progress: Progress, index: int, options: LaunchOptions
+) -> RunOutcome:
+    """A machine other than 0 judges its share of a run by the exit code: the results are written
+    by machine 0 (possibly after this machine's processes have exited)."""
+    progress.durations.append(seconds)
+    if rc == 0:
+        progress.line(index, name, f"done in {_fmt_seconds(seconds)} (machine 0 writes the results)")
+        return RunOutcome(name, "done", seconds)
+    why = f"exit code {rc} on machine {options.machine_rank}"
+    progress.line(index, name, f"FAILED in {_fmt_seconds(seconds)} ({why}; see {log_path})")
+    return RunOutcome(name, "failed", seconds, why)
+
+
+def _append_run_info(grid_dir: Path, member_dir: Path) -> None:
+    """Give a grid member's folder the rows its one-pass run recorded at start-up (host, GPU,
+    versions, checkpoint), appended as a run into that folder would append them."""
+    for file in sorted(grid_dir.glob(RUN_INFO_GLOB)):
+        with (member_dir / file.name).open("a", encoding="utf-8") as out:
+            out.write(file.read_text(encoding="utf-8"))
 
 
 def _run_grid(
@@ -471,8 +559,16 @@ def _run_grid(
             f"# {label}: one pass for {names}; writes {grid_dir}\n{plan.shell}\n{shlex.join(score)}\n"
         )
         return [RunOutcome(m.name, "planned", reason="one-pass lr grid") for m in members]
-    log_path = grid_dir / LOG_NAME
+    log_path = options.log_path(grid_dir, label)
     progress.line(index + 1, label, f"running one pass for {len(members)} lrs ({names}; log {log_path})")
+    if not options.keeps_books:  # machine 0 clears the folder, scores every lr and fans out
+        start = time.monotonic()
+        rc = runner(plan.command, log_path, env)
+        seconds = time.monotonic() - start
+        return [
+            _share_outcome(m.name, rc, seconds / len(members), log_path, progress, index + offset, options)
+            for offset, m in enumerate(members, start=1)
+        ]
     if grid_dir.exists():  # a new pass: old per-lr results must not be mistaken for this one's
         shutil.rmtree(grid_dir)
     write_config_copy(plan.config, grid_dir)
@@ -490,6 +586,7 @@ def _run_grid(
         if source.is_dir():
             shutil.copytree(source, member_dir, dirs_exist_ok=True)
             write_config_copy(member, member_dir)
+            _append_run_info(grid_dir, member_dir)
         complete, reason = completion_status(member, member_dir, limit, ignore=before)
         if complete:
             progress.line(index + offset, member.name, f"done in one pass of {_fmt_seconds(seconds)}")
@@ -526,10 +623,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-processes",
         type=int,
         default=None,
-        help="data-parallel processes for accelerate (default: visible GPUs)",
+        help="data-parallel processes for accelerate, the total over all machines "
+        "(default: visible GPUs x --num-machines)",
     )
     parser.add_argument(
         "--main-process-port", type=int, default=None, help="accelerate's --main_process_port"
+    )
+    parser.add_argument(
+        "--num-machines",
+        type=int,
+        default=1,
+        help="machines one lmms-eval run spans (accelerate's --num_machines; run the same command on each)",
+    )
+    parser.add_argument(
+        "--machine-rank", type=int, default=0, help="this machine's rank (accelerate's --machine_rank)"
+    )
+    parser.add_argument(
+        "--main-process-ip",
+        default=None,
+        help="machine 0's address, with --num-machines > 1 (accelerate's --main_process_ip)",
     )
     parser.add_argument(
         "--include-path",
@@ -593,8 +705,15 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
         options = LaunchOptions(
             output_root=Path(args.output_root),
             launcher=args.launcher,
-            num_processes=args.num_processes if args.num_processes is not None else detect_num_gpus(),
+            num_processes=(
+                args.num_processes
+                if args.num_processes is not None
+                else detect_num_gpus() * args.num_machines
+            ),
             main_process_port=args.main_process_port,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            main_process_ip=args.main_process_ip,
             include_path=include,
             limit=args.limit,
             extra_args=tuple(extra),
@@ -606,6 +725,8 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> 
             fail_fast=args.fail_fast,
             grid_mode=args.grid_mode,
         )
+        for config in configs:  # a config the launch cannot run fails here, before anything runs
+            build_plan(config, options)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

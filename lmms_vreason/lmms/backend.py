@@ -41,6 +41,7 @@ from lmms_vreason.lmms.media import PROCESSOR_KWARGS, MediaError, SampleMedia, l
 from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
 from lmms_vreason.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, ModelFamily, family_named
+from lmms_vreason.provenance import run_info, write_run_info
 from lmms_vreason.telemetry import GridResponse, GridResponseWriter, SampleTrace, TelemetryWriter
 
 _DTYPES = {
@@ -142,6 +143,18 @@ class VReasonBackend(lmms):
         self.numeric_failures = 0
         if self._rank == 0:
             logger.info(f"{family.backend}: {self.vreason}; videos: {self.frames.describe()}")
+        if output_path is not None:  # what only this process knows, for `vreason bundle`
+            write_run_info(
+                output_path,
+                run_info(
+                    rank=self._rank,
+                    world_size=self._world_size,
+                    device=self._device,
+                    pretrained=args.pretrained,
+                    model_args=args.model_dump(mode="json"),
+                    label=self.run_label,
+                ),
+            )
         if self.compile:
             self._warm_up()
 

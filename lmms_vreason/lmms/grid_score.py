@@ -2,9 +2,9 @@
 
 A run with ``lr_grid=...`` decodes every request once per lr after one prefill; lmms-eval scores the
 grid's first lr, and the backend writes every lr's response to ``vreason_lr_grid_rank*.jsonl``.
-This replays those responses through lmms-eval's own evaluator (``simple_evaluate`` with a model
-that returns the recorded text), so filters, reasoning-tag stripping, ``process_results``,
-aggregation, groups and standard errors are exactly a real run's — nothing is re-implemented here.
+This replays those responses through lmms-eval's own evaluator (:mod:`lmms_vreason.lmms.replay`),
+so filters, reasoning-tag stripping, ``process_results``, aggregation, groups and standard errors
+are exactly a real run's — nothing is re-implemented here.
 
 Per lr it writes an lmms-eval output folder, ``<run>/lr_grid/lr<lr>/<model>/<date>_results.json``
 (+ samples), whose ``config.model_args`` carry ``lr=<lr>`` instead of the grid: it reads like a
@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from lmms_vreason.core.settings import lr_label
+from lmms_vreason.lmms.replay import replay_evaluate
 from lmms_vreason.telemetry import GridResponse, read_grid_responses
 
 GRID_DIR = "lr_grid"
 """Sub-folder of the run folder that holds one lmms-eval output folder per lr."""
-LMMS_EVAL_REASONING_TAGS = '[["<think>", "</think>"], ["<analysis>", "</analysis>"]]'
-"""lmms-eval's command-line default, used when the run's results do not record its arguments."""
 
 
 def single_lr_model_args(model_args: str, lr: float) -> str:
@@ -57,82 +56,28 @@ def responses_by_lr(rows: Sequence[GridResponse]) -> dict[float, dict[str, dict[
     return {lr: dict(tasks) for lr, tasks in table.items()}
 
 
-def _replay_model(responses: Mapping[str, Mapping[int, str]]) -> Any:
-    import torch
-    from lmms_eval.api.model import lmms
-
-    class ReplayModel(lmms):
-        """Answers every request with the response the grid run recorded for it."""
-
-        is_simple = False
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._device = torch.device("cpu")
-
-        @property
-        def device(self) -> torch.device:
-            return self._device
-
-        def generate_until(self, requests: list) -> list[str]:
-            missing = [
-                (r.args[4], r.args[3]) for r in requests if r.args[3] not in responses.get(r.args[4], {})
-            ]
-            if missing:
-                raise KeyError(f"the lr-grid file has no response for (task, doc_id) {missing[:5]}")
-            return [responses[r.args[4]][r.args[3]] for r in requests]
-
-        def generate_until_multi_round(self, requests: list) -> list[str]:
-            raise NotImplementedError("lr-grid runs are single-round")
-
-        def loglikelihood(self, requests: list) -> list:
-            raise NotImplementedError("lr-grid runs only generate")
-
-    return ReplayModel()
-
-
 def score_lr(
     responses: Mapping[str, Mapping[int, str]], run_config: Mapping[str, Any], lr: float, out_dir: Path
 ) -> dict[str, Any]:
     """lmms-eval's results for one lr (also written under ``out_dir``, as a CLI run writes them)."""
-    from lmms_eval import evaluator, utils
+    from lmms_eval import utils
     from lmms_eval.loggers import EvaluationTracker
-    from lmms_eval.tasks import TaskManager
 
-    from lmms_vreason.lmms.task_registry import register_task_dir
-
-    register_task_dir()
     resolved = dict(run_config.get("resolved_cli_args") or {})
     model_args = single_lr_model_args(str(run_config.get("model_args") or ""), lr)
-    cli_args = argparse.Namespace(
-        **{
-            "reasoning_tags": LMMS_EVAL_REASONING_TAGS,
-            "process_with_media": False,
-            "agentic_trace_mode": "basic",
-            **resolved,
-            "model_args": model_args,
-            "output_path": str(out_dir),
-        }
-    )
-    tasks = str(resolved.get("tasks") or ",".join(sorted(responses))).split(",")
     limit = run_config.get("limit")
     tracker = EvaluationTracker(output_path=str(out_dir))
     when = utils.get_datetime_str(
         timezone=resolved.get("timezone") or "Asia/Singapore"
     )  # as the CLI names files
-    results = evaluator.simple_evaluate(
-        model=_replay_model(responses),
+    results = replay_evaluate(
+        responses,
+        run_config,
         model_args=model_args,
-        tasks=tasks,
-        task_manager=TaskManager("WARNING"),
-        limit=None if limit in (None, -1) else limit,
-        log_samples=True,
-        evaluation_tracker=tracker,
-        cli_args=cli_args,
+        output_path=str(out_dir),
+        tracker=tracker,
         datetime_str=when,
     )
-    if results is None:
-        raise RuntimeError(f"lmms-eval returned no results for lr={lr}")
     samples = results.pop("samples")
     # Record what produced the responses (the grid run's generation settings), not the replay's.
     results.setdefault("config", {}).update(
