@@ -164,3 +164,28 @@ def test_compile_failure_names_its_cause(kits, monkeypatch):
     fresh = adapter_for(adapter.model)  # a new adapter: its compiled step is built anew
     with pytest.raises(step_module.CompileError, match="inductor exploded: no C\\+\\+ compiler"):
         decode(fresh, make_inputs(processor), GenerationSettings(max_new_tokens=3), None, compile=True)
+
+
+@pytest.mark.slow
+def test_lmms_eval_samples_equal_with_and_without_compile(tmp_path_factory):
+    """Through lmms-eval's command line: compile=true writes the samples compile=false writes."""
+    from test_backend_e2e import PIXELS, read_samples, response, run_lmms_eval
+
+    from lmms_vreason.testing.fixtures import make_fixture_bench
+
+    data = make_fixture_bench(tmp_path_factory.mktemp("fixture"))
+    spec = TinySpec(**{**FAMILY_SPECS["qwen2_5_vl"].__dict__, "init_std": 0.2})
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("compiled_e2e"), spec)
+    runs = {}
+    for compile in ("false", "true"):
+        out = tmp_path_factory.mktemp(f"compile_{compile}")
+        args = f"pretrained={model_dir},device=cpu,dtype=float32,{PIXELS},nframes=4,step_size=2,lr=0.05,compile={compile}"
+        proc = run_lmms_eval(out, "qwen2_5_vl_vreason", args, data, limit=3)
+        runs[compile] = read_samples(out)
+        if compile == "true":
+            assert "compiled the decode step" in proc.stderr
+    eager, compiled = runs["false"], runs["true"]
+    assert sorted(eager) == sorted(compiled) == [0, 1, 2]
+    for doc_id, row in eager.items():
+        assert response(compiled[doc_id]) == response(row) != ""
+        assert compiled[doc_id]["target"] == row["target"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import LogitRecorder, stop_when
+from conftest import LogitRecorder, make_inputs, stop_when
 
 from lmms_vreason.core.decode import decode
 from lmms_vreason.core.sampling import cut_at_stop_strings, stopping_criteria
@@ -130,3 +130,37 @@ def test_stop_strings_stop_where_the_text_first_contains_them(tiny_model, tiny_i
     )
     assert out.sequences[0] == ref_tokens[:first]
     assert cut_at_stop_strings(tokenizer.decode(out.sequences[0]), [stop]) == texts[first].split(stop)[0]
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_equals_generate_for_kernels_dtypes_and_padded_batches(
+    tiny_model_dir, tiny_processor, attn, dtype
+):
+    """The eager loop attends over exactly the slots a dynamic cache holds, unmasked where nothing is
+    masked: bit-identical logits for either attention kernel, in bfloat16 too, on a left-padded batch."""
+    from conftest import load_model, make_batch_inputs
+
+    model = load_model(tiny_model_dir, dtype, attn=attn)
+    batch = make_batch_inputs(
+        tiny_processor, [{"frames": 4, "seed": 1}, {"frames": 8, "size": 84, "seed": 2}]
+    )
+    assert batch["attention_mask"][:, 0].tolist() == [0, 1]  # left-padded
+    single = make_inputs(tiny_processor, frames=8, size=84, seed=2)
+    for inputs in (batch, single):
+        inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        out = model.generate(
+            **inputs,
+            max_new_tokens=8,
+            eos_token_id=None,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        rec = LogitRecorder()
+        ours = decode(adapter_for(model), inputs, GenerationSettings(max_new_tokens=8), None, probe=rec)
+        want = out.sequences[:, inputs["input_ids"].shape[1] :].tolist()
+        assert ours.sequences == want
+        torch.testing.assert_close(
+            torch.stack(rec.logits, 1), torch.stack(out.logits, 1).float(), rtol=0, atol=0
+        )

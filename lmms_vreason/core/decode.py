@@ -330,6 +330,7 @@ class _Loop:
         p = self.prompt_len
         h: torch.Tensor | None = None
         delta: torch.Tensor | None = None
+        broken = ~torch.isfinite(logits).all(dim=-1)  # the prefill's; later steps' come with their logits
         prefill_s, decode_started = 0.0, started
         step = 0
         for step in range(1, self.max_new + 1):
@@ -341,8 +342,7 @@ class _Loop:
                     h = entropy(logits)
                 self._track(step, h, active, delta, probe)
             with torch.no_grad():
-                logits = logits.detach()
-                broken = ~torch.isfinite(logits).all(dim=-1)  # NaN/inf weights or inputs: stop there
+                logits = logits.detach()  # rows with NaN/inf logits (broken) stop here
                 drawn = sampler(self.ids[:, : p + step - 1], logits, broken)
                 tokens = torch.where(self.finished | broken, pad_token_id, drawn)
                 self.ids[:, p + step - 1] = tokens
@@ -360,22 +360,27 @@ class _Loop:
             stopped.post(self.finished)
             if not stopped.deferred and stopped.read():
                 break
-            logits, h, delta = self._forward(step + 1, tokens, positions)
+            logits, h, broken, delta = self._forward(step + 1, tokens, positions)
             if stopped.deferred and stopped.read():
                 break  # step + 1 ran for nothing: every row had stopped at ``step``
         return step, prefill_s, decode_started
 
     def _forward(
         self, step: int, tokens: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Step ``step``'s logits, entropy (when tracked) and, if it optimises, the ΔV leaf they depend on."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """Step ``step``'s logits, entropy (when tracked), NaN/inf rows and, if it optimises, the ΔV leaf
+        the logits depend on."""
         if self.optimises(step):
             assert self.controller is not None
             delta = self.controller.delta.detach().requires_grad_(True)
-            logits, h = self.step_fn.forward_with_grad(tokens, positions, self.cache, self.controller, delta)
-            return logits, h, delta
-        logits, h = self.step_fn.forward(tokens, positions, self.cache, with_entropy=self.tracker is not None)
-        return logits, h, None
+            logits, h, broken = self.step_fn.forward_with_grad(
+                tokens, positions, self.cache, self.controller, delta
+            )
+            return logits, h, broken, delta
+        logits, h, broken = self.step_fn.forward(
+            tokens, positions, self.cache, with_entropy=self.tracker is not None
+        )
+        return logits, h, broken, None
 
     def _track(
         self,
@@ -400,7 +405,7 @@ class _Loop:
             (grad,) = torch.autograd.grad(switch_loss(h, alpha), delta)
         if probe is not None:
             probe.on_gradient(step, controller.delta.clone(), grad.clone(), alpha, h.detach())
-        stepped = controller.apply_gradient(grad, active, h.detach(), self.cache.layers[-1].values)
+        stepped = self.step_fn.update(controller, grad, active, h.detach(), self.cache.layers[-1].values)
         self.optimized[:, step - 1] = active
         self.skipped += active & ~stepped
 

@@ -207,8 +207,9 @@ class StaticKVCache(Cache):
             exact_length=exact_length,
             masked_prompt=masked_prompt,
         )
-        for tensor in (*(t for pair in layers for t in pair), cache.full_mask, *slots.values()):
-            torch._dynamo.mark_static_address(tensor)  # fixed addresses: CUDA graphs replay in place
+        if device.type == "cuda":  # fixed addresses: CUDA graphs replay in place
+            for tensor in (*(t for pair in layers for t in pair), cache.full_mask, *slots.values()):
+                torch._dynamo.mark_static_address(tensor)
         return cache
 
     def open_slot(self) -> None:
