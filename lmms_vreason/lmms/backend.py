@@ -139,6 +139,7 @@ class VReasonBackend(lmms):
         self._stopping: dict[tuple[str, ...], StoppingCriteriaList] = {}
         self.media_failures = 0
         self.numeric_failures = 0
+        self.short_samples = 0
         if self._rank == 0:
             logger.info(f"{family.backend}: {self.vreason}; videos: {self.frames.describe()}")
 
@@ -286,13 +287,21 @@ class VReasonBackend(lmms):
                     loaded[i] = self._load_media(chat)
                 except MediaError as exc:
                     by_position[i] = self._media_failure(exc, tasks[i], doc_ids[i])
+                else:
+                    self._note_short_videos(loaded[i], tasks[i], doc_ids[i])
             if loaded:
                 keep = list(loaded)
                 out, inputs, peak = self._run_batch(
                     [chats[i] for i in keep], settings, [doc_ids[i] for i in keep], list(loaded.values())
                 )
                 decoded = self._finish(
-                    out, inputs, settings, [tasks[i] for i in keep], [doc_ids[i] for i in keep], peak
+                    out,
+                    inputs,
+                    settings,
+                    [tasks[i] for i in keep],
+                    [doc_ids[i] for i in keep],
+                    peak,
+                    list(loaded.values()),
                 )
                 by_position.update(zip(keep, decoded))
                 tokens_out += sum(r.token_counts.output_tokens or 0 for r in decoded if r.token_counts)
@@ -304,12 +313,28 @@ class VReasonBackend(lmms):
             logger.warning(
                 f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)"
             )
+        if self.short_samples:
+            logger.warning(
+                f"{self.short_samples} sample(s) read fewer video frames than asked: their clips are shorter "
+                "(see the warnings above; telemetry frames_asked/frames_read)"
+            )
         if self.numeric_failures:
             logger.warning(
                 f"{self.numeric_failures} sample(s) failed: the model produced NaN/inf logits "
                 f"(responses start with {NUMERIC_ERROR_PREFIX.strip()!r}; check the weights and dtype)"
             )
         return collator.get_original(results)
+
+    def _note_short_videos(self, media: SampleMedia, task: str, doc_id: int) -> None:
+        """One warning per sample whose clip gave fewer frames than the reading asked for (Video-R1 reads
+        such clips as they are; docs/method.md §3), counted for the end-of-run summary."""
+        short = media.short_videos
+        if short:
+            self.short_samples += 1
+            logger.warning(
+                f"[{task} doc {doc_id}] fewer video frames than asked: "
+                + "; ".join(count.describe() for count in short)
+            )
 
     def _media_failure(self, exc: MediaError, task: str, doc_id: int) -> GenerationResult:
         self.media_failures += 1
@@ -336,8 +361,11 @@ class VReasonBackend(lmms):
         tasks: Sequence[str],
         doc_ids: Sequence[int],
         peak: float | None,
+        media: Sequence[SampleMedia] | None = None,
     ) -> list[GenerationResult]:
-        """One result per request; with an lr grid, the first lr's row (every row goes to the grid file)."""
+        """One result per request; with an lr grid, the first lr's row (every row goes to the grid file).
+
+        ``media`` (the requests' loaded visuals) gives telemetry the frames asked and read per video."""
         mask = inputs.get("attention_mask")
         rows = len(out.sequences) // len(doc_ids)  # an lr grid decodes rows b * G + g
         lrs = self.vreason.learning_rates if rows > 1 else (self.vreason.lr,)
@@ -356,6 +384,9 @@ class VReasonBackend(lmms):
             if self.telemetry is not None:
                 trace = self._trace(out, scored, task, doc_id, n_in, n_out, peak)
                 trace.error = error
+                if media is not None:
+                    trace.frames_asked = [count.asked for count in media[b].frame_counts]
+                    trace.frames_read = [count.read for count in media[b].frame_counts]
                 self.telemetry.write(trace)
             if rows > 1:
                 self.grid_writer.write_all(
