@@ -135,6 +135,31 @@ class StopWhen(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def with_token_as_endoftext(model_dir: Path, out_dir: Path, token_id: int) -> Path:
+    """A copy of a tiny checkpoint whose LM-head rows of ``token_id`` and ``<|endoftext|>`` are swapped.
+
+    Wherever the model would emit ``token_id`` it emits ``<|endoftext|>`` instead (the logits are the
+    same values, permuted), so greedy decoding reaches ``<|endoftext|>`` at a known step and, unless it
+    stops there, goes on. That is the token on which the generation config's and the tokenizer's stop
+    ids differ (Qwen2/2.5-VL: ``<|im_end|>`` + ``<|endoftext|>`` vs ``<|im_end|>``).
+    """
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.is_file():
+            shutil.copy(item, out_dir / item.name)
+    endoftext = AutoTokenizer.from_pretrained(model_dir).convert_tokens_to_ids("<|endoftext|>")
+    model = load_model(model_dir)
+    with torch.no_grad():
+        rows = model.lm_head.weight
+        rows[[token_id, endoftext]] = rows[[endoftext, token_id]].clone()
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
     """A tiny checkpoint of any family (its ``...ForConditionalGeneration`` class)."""
     from transformers import AutoModelForImageTextToText

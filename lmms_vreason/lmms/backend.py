@@ -12,7 +12,8 @@ Differences from the built-in backends, on purpose: that frame reading; ``until`
 start-up naming the valid ones; a sample whose video cannot be read fails alone (a marked response
 naming the cause) instead of the run, and every sample's media is read once, before batching; the
 system prompt is the chat template's own unless ``system_prompt`` is given (lmms-eval's ``qwen3_vl``
-always adds "You are a helpful assistant.", which Qwen3-VL's template does not).
+always adds "You are a helpful assistant.", which Qwen3-VL's template does not); a response ends at
+every eos id of the checkpoint's generation config, not only the tokenizer's (``stop_tokens``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,26 @@ def check_checkpoint_family(family: ModelFamily, pretrained: str) -> None:
     raise ArgumentError(
         f"{family.backend} runs {family.label} checkpoints; pretrained={pretrained} is a {model_type!r} model{hint}"
     )
+
+
+def stop_token_ids(source: str, generation_config: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a response (docs/method.md §3, "Stop tokens").
+
+    ``generation_config`` (default): every id of the checkpoint's ``generation_config.eos_token_id``,
+    what transformers ``generate`` and Video-R1's vLLM stop at (``<|im_end|>`` and ``<|endoftext|>`` on
+    the Qwen2/2.5-VL checkpoints), falling back to the tokenizer's eos when it names none.
+    ``tokenizer``: the tokenizer's eos only, what lmms-eval's built-in Qwen-VL backends pass to
+    ``generate`` (``eos_token_id=tokenizer.eos_token_id``), for comparisons against them.
+    """
+    if source == "generation_config":
+        eos = generation_config.eos_token_id
+        if isinstance(eos, int):
+            return [eos]
+        if eos:
+            return [int(i) for i in eos]
+    if tokenizer.eos_token_id is None:
+        raise ArgumentError(f"stop_tokens={source}: the checkpoint's tokenizer has no eos token to stop at")
+    return [int(tokenizer.eos_token_id)]
 
 
 class VReasonBackend(lmms):
@@ -129,8 +150,7 @@ class VReasonBackend(lmms):
             factor=video_processor.patch_size * video_processor.merge_size,
             temporal_factor=video_processor.temporal_patch_size,
         )
-        eos = self._model.generation_config.eos_token_id
-        self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
+        self.eos_token_ids = stop_token_ids(args.stop_tokens, self._model.generation_config, self._tokenizer)
         pad = self._tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
         self.run_label = datetime.now().strftime("%Y%m%d_%H%M%S")
