@@ -44,7 +44,11 @@ class TinyKit:
 
         if self.family == "qwen3_vl":  # its own size limits (factor 32); qwen2-style pixel kwargs are not its
             return AutoProcessor.from_pretrained(self.dir)
-        return AutoProcessor.from_pretrained(self.dir, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
+        # Pixel limits in the supported ``size`` form: ``min_pixels``/``max_pixels`` would reach every
+        # processor call and warn that they go away (transformers 5.23).
+        return AutoProcessor.from_pretrained(
+            self.dir, size={"shortest_edge": 4 * 28 * 28, "longest_edge": 64 * 28 * 28}
+        )
 
     @cached_property
     def model(self):
@@ -177,6 +181,11 @@ def tiny_model_f64(tiny_kits: dict[str, TinyKit]):
     return tiny_kits["qwen2_5_vl"].model_f64
 
 
+VIDEOS_KWARGS = {"do_sample_frames": False, "cap_pixels_per_frame": False}
+"""The tests' frames are given, not sampled; ``cap_pixels_per_frame=False`` keeps transformers' current
+per-frame sizing and silences its notice that the default will change."""
+
+
 def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, question: str = "What moves?"):
     """Processor inputs for one synthetic video + question (video first, then text)."""
     gen = torch.Generator().manual_seed(seed)
@@ -190,7 +199,7 @@ def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, qu
             videos=[video],
             video_metadata=[metadata],
             return_tensors="pt",
-            videos_kwargs={"do_sample_frames": False},
+            videos_kwargs=VIDEOS_KWARGS,
         )
     )
 
@@ -214,7 +223,7 @@ def make_batch_inputs(processor, samples: list[dict]):
             padding=True,
             padding_side="left",
             return_tensors="pt",
-            videos_kwargs={"do_sample_frames": False},
+            videos_kwargs=VIDEOS_KWARGS,
         )
     )
 
