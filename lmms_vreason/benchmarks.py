@@ -13,6 +13,17 @@ from dataclasses import dataclass
 HUB_DATASET = "Video-R1/Video-R1-eval"
 DATA_ROOT_ENV = "VREASON_EVAL_ROOT"
 """Environment variable naming a local copy of the evaluation files and videos (overrides the hub)."""
+DATA_CHECK_COMMAND = "vreason data check"
+"""The project's command that checks a data folder (every missing-data message names it)."""
+
+
+def data_download_command(local_dir: str) -> str:
+    """The project's command that fetches the evaluation data into ``local_dir`` (every missing-data
+    message names it, so the fix is one copy-paste away)."""
+    import shlex
+
+    return f"vreason data download --local-dir {shlex.quote(str(local_dir))}"
+
 
 GROUP_TASK = "vreason_bench"
 AVG_METRIC = "avg"

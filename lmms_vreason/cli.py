@@ -71,22 +71,33 @@ def prog(subcommand: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """``vreason``'s own parser: it only picks the subcommand; the subcommand parses the rest.
+
+    The two positionals are hidden from the help (``SUBCOMMAND``/``args`` are argparse placeholders,
+    not documentation); the usage line and the command list say what to type."""
     width = max(len(name) for name in SUBCOMMANDS)
     listing = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="vreason",
+        usage="vreason <command> [<command's options>]",
         description="V-Reason for Qwen2.5-VL, Qwen3-VL and Qwen2-VL: experiment, analysis and test tools.",
-        epilog=f"subcommands:\n{listing}\n\n`vreason SUBCOMMAND --help` shows a subcommand's options and defaults.",
+        epilog=f"commands:\n{listing}\n\n`vreason <command> --help` shows a command's options and defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("subcommand", choices=list(SUBCOMMANDS), metavar="SUBCOMMAND")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="the subcommand's own arguments")
+    parser.add_argument("subcommand", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vreason SUBCOMMAND ARGS...``; returns the subcommand's exit code."""
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = _parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.subcommand is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if args.subcommand not in SUBCOMMANDS:
+        parser.error(f"unknown command {args.subcommand!r}; the commands are: {', '.join(SUBCOMMANDS)}")
     module = importlib.import_module(SUBCOMMANDS[args.subcommand][0])
     result = module.main(args.args)
     # bench's main returns its measurements (for library use); every other main an exit code.

@@ -22,7 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmms_vreason.benchmarks import DATA_ROOT_ENV, HUB_DATASET, TABLE1_COLUMNS
+from lmms_vreason.benchmarks import (
+    DATA_CHECK_COMMAND,
+    DATA_ROOT_ENV,
+    HUB_DATASET,
+    TABLE1_COLUMNS,
+    data_download_command,
+)
 from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.media.files import record_video
 
@@ -156,6 +162,21 @@ def format_check(reports: Sequence[BenchmarkCheck], *, decode: bool = True, show
     return "\n".join(lines)
 
 
+def next_steps(root: Path, reports: Sequence[BenchmarkCheck]) -> list[str]:
+    """What to do about a check that failed, as commands where there is one."""
+    hints = []
+    absent = [r.eval_file for r in reports if not r.found]
+    if absent:
+        what = "no evaluation file" if len(absent) == len(reports) else f"{', '.join(absent)} absent"
+        hints.append(f"{what}: fetch the dataset with: {data_download_command(str(root))} (resumable)")
+    if any(r.missing for r in reports):
+        hints.append(
+            "missing videos: unpack the archives the download listed, and put the videos the dataset does "
+            f"not ship (from each benchmark's own release) under {root} at the paths the records give"
+        )
+    return hints
+
+
 def _archives(local_dir: Path) -> list[Path]:
     return sorted(
         p for p in local_dir.rglob("*") if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES)
@@ -205,7 +226,7 @@ def download(local_dir: Path, *, repo_id: str = HUB_DATASET, revision: str | Non
             f"{len(archives)} archive(s) to unpack in {local_dir} so that the records' paths resolve: "
             + ", ".join(str(a.relative_to(local_dir)) for a in archives)
         )
-    print(f"next: {DATA_ROOT_ENV}={local_dir.resolve()} python -m lmms_vreason.data check")
+    print(f"next: {DATA_ROOT_ENV}={local_dir.resolve()} {DATA_CHECK_COMMAND}")
     return 0
 
 
@@ -233,13 +254,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return download(args.local_dir, repo_id=args.repo_id, revision=args.revision)
     root = args.root or (Path(os.environ[DATA_ROOT_ENV]) if os.environ.get(DATA_ROOT_ENV) else None)
     if root is None:
-        parser.error(f"give ROOT or set {DATA_ROOT_ENV}")
+        parser.error(
+            f"give ROOT or set {DATA_ROOT_ENV} (no data yet? {data_download_command('DIR')}, then "
+            f"{DATA_CHECK_COMMAND} DIR)"
+        )
+    root = root.expanduser().absolute()
     if not root.is_dir():
-        print(f"{root} is not a directory", file=sys.stderr)
+        print(
+            f"{root} is not a directory; fetch the data with: {data_download_command(str(root))}",
+            file=sys.stderr,
+        )
         return 1
     decode = not args.no_decode
     reports = check(
-        root.expanduser().absolute(),
+        root,
         decode=decode,
         eval_files=args.only or EVAL_FILES,
         progress=lambda r: print(f"checked {r.eval_file}", file=sys.stderr, flush=True),
@@ -248,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [r.name for r in reports if not r.ok]
     if bad:
         print(f"not ready: {', '.join(bad)}", file=sys.stderr)
+        for hint in next_steps(root, reports):
+            print(hint, file=sys.stderr)
         return 1
     print(
         f"ready: {sum(r.records for r in reports)} records, every file present"

@@ -31,6 +31,8 @@ class SampleTrace:
     optimisation step ran); ``optimized`` marks the steps where the controller was updated.
     ``ema_beta`` and ``objective`` are the settings the EMA and α were computed with, so an
     analysis never has to assume them (None in rows written before they were recorded).
+    ``frames_asked``/``frames_read`` hold, per video of the sample in prompt order, the frames the
+    reading asked for and the distinct frames the clip gave (fewer when the clip is too short).
     """
 
     task: str
@@ -49,6 +51,8 @@ class SampleTrace:
     skipped_steps: int = 0
     video_tokens_before: int = 0
     video_tokens_after: int = 0
+    frames_asked: list[int] = field(default_factory=list)
+    frames_read: list[int] = field(default_factory=list)
     input_tokens: int = 0
     output_tokens: int = 0
     prefill_s: float = 0.0

@@ -57,6 +57,7 @@ from loguru import logger
 from lmms_vreason.benchmarks import (
     AVG_METRIC,
     AVG_WO_MRA_METRIC,
+    DATA_CHECK_COMMAND,
     DATA_ROOT_ENV,
     HUB_DATASET,
     MEDIA_ERROR_METRIC,
@@ -66,6 +67,7 @@ from lmms_vreason.benchmarks import (
     PARSE_FAILURE_METRIC,
     TABLE1_COLUMNS,
     VIDEOMME_DURATION_METRICS,
+    data_download_command,
 )
 from lmms_vreason.media.files import record_video
 
@@ -394,10 +396,10 @@ _EVAL_FILES = tuple(dict.fromkeys(column.eval_file for column in TABLE1_COLUMNS)
 
 def _fetch_instructions(root: str) -> str:
     return (
-        f"Download the Video-R1 evaluation files ({', '.join(_EVAL_FILES)}) from the Hugging Face "
-        f"dataset {HUB_DATASET} (e.g. `hf download {HUB_DATASET} --repo-type dataset "
-        f"--local-dir {root}`) into {root}, and put each benchmark's videos (from the benchmark's own "
-        f"release) under {root} at the relative paths the records give (e.g. ./Evaluation/...)."
+        f"Fetch the Video-R1 evaluation files ({', '.join(_EVAL_FILES)}) of the Hugging Face dataset "
+        f"{HUB_DATASET} with `{data_download_command(root)}`, put each benchmark's videos that the "
+        f"dataset does not ship (from the benchmark's own release) under {root} at the relative paths "
+        f"the records give (e.g. ./Evaluation/...), then run `{DATA_ROOT_ENV}={root} {DATA_CHECK_COMMAND}`."
     )
 
 
@@ -430,7 +432,7 @@ def locate_eval_file(eval_file: str) -> tuple[Path, Path]:
         raise FileNotFoundError(
             f"Could not get {eval_file} from the Hugging Face dataset {HUB_DATASET} "
             f"({type(exc).__name__}: {exc}). Without network access, set {DATA_ROOT_ENV} to a local "
-            f"folder. {_fetch_instructions('that folder')}"
+            f"folder DIR. {_fetch_instructions('DIR')}"
         ) from exc
     logger.warning(
         f"{DATA_ROOT_ENV} is not set: {eval_file} comes from the hub, videos resolve against {Path.cwd()}"

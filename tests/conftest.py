@@ -44,7 +44,11 @@ class TinyKit:
 
         if self.family == "qwen3_vl":  # its own size limits (factor 32); qwen2-style pixel kwargs are not its
             return AutoProcessor.from_pretrained(self.dir)
-        return AutoProcessor.from_pretrained(self.dir, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
+        # Pixel limits in the supported ``size`` form: ``min_pixels``/``max_pixels`` would reach every
+        # processor call and warn that they go away (transformers 5.23).
+        return AutoProcessor.from_pretrained(
+            self.dir, size={"shortest_edge": 4 * 28 * 28, "longest_edge": 64 * 28 * 28}
+        )
 
     @cached_property
     def model(self):
@@ -135,6 +139,31 @@ class StopWhen(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def with_token_as_endoftext(model_dir: Path, out_dir: Path, token_id: int) -> Path:
+    """A copy of a tiny checkpoint whose LM-head rows of ``token_id`` and ``<|endoftext|>`` are swapped.
+
+    Wherever the model would emit ``token_id`` it emits ``<|endoftext|>`` instead (the logits are the
+    same values, permuted), so greedy decoding reaches ``<|endoftext|>`` at a known step and, unless it
+    stops there, goes on. That is the token on which the generation config's and the tokenizer's stop
+    ids differ (Qwen2/2.5-VL: ``<|im_end|>`` + ``<|endoftext|>`` vs ``<|im_end|>``).
+    """
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.is_file():
+            shutil.copy(item, out_dir / item.name)
+    endoftext = AutoTokenizer.from_pretrained(model_dir).convert_tokens_to_ids("<|endoftext|>")
+    model = load_model(model_dir)
+    with torch.no_grad():
+        rows = model.lm_head.weight
+        rows[[token_id, endoftext]] = rows[[endoftext, token_id]].clone()
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
     """A tiny checkpoint of any family (its ``...ForConditionalGeneration`` class)."""
     from transformers import AutoModelForImageTextToText
@@ -152,6 +181,11 @@ def tiny_model_f64(tiny_kits: dict[str, TinyKit]):
     return tiny_kits["qwen2_5_vl"].model_f64
 
 
+VIDEOS_KWARGS = {"do_sample_frames": False, "cap_pixels_per_frame": False}
+"""The tests' frames are given, not sampled; ``cap_pixels_per_frame=False`` keeps transformers' current
+per-frame sizing and silences its notice that the default will change."""
+
+
 def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, question: str = "What moves?"):
     """Processor inputs for one synthetic video + question (video first, then text)."""
     gen = torch.Generator().manual_seed(seed)
@@ -165,7 +199,7 @@ def make_inputs(processor, *, frames: int = 4, size: int = 56, seed: int = 0, qu
             videos=[video],
             video_metadata=[metadata],
             return_tensors="pt",
-            videos_kwargs={"do_sample_frames": False},
+            videos_kwargs=VIDEOS_KWARGS,
         )
     )
 
@@ -189,7 +223,7 @@ def make_batch_inputs(processor, samples: list[dict]):
             padding=True,
             padding_side="left",
             return_tensors="pt",
-            videos_kwargs={"do_sample_frames": False},
+            videos_kwargs=VIDEOS_KWARGS,
         )
     )
 

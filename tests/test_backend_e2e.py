@@ -104,6 +104,36 @@ def test_plugin_with_vreason_off_equals_builtin_qwen2_5_vl(tmp_path, tiny_model_
         assert len(response(a[doc_id])) > 0
 
 
+def test_stop_tokens_tokenizer_stops_as_builtin_qwen2_5_vl_where_the_default_does_not(
+    tmp_path, tiny_model_dir, fixture_data
+):
+    """A tiny model that emits ``<|endoftext|>`` early (in place of "'", its most frequent token on
+    the fixture prompts): lmms-eval's ``qwen2_5_vl`` stops only at the tokenizer's ``<|im_end|>`` and
+    so does ours with ``stop_tokens=tokenizer``; by default ours also stops at ``<|endoftext|>``
+    (the generation config's, as transformers and Video-R1 do) and answers differently."""
+    from conftest import with_token_as_endoftext
+    from transformers import AutoTokenizer
+
+    [quote] = AutoTokenizer.from_pretrained(tiny_model_dir).encode("'", add_special_tokens=False)
+    model_dir = with_token_as_endoftext(tiny_model_dir, tmp_path / "eot_model", quote)
+    common = f"pretrained={model_dir},device=cpu,{PIXELS}"
+    ours_args = f"{common},dtype=bfloat16,nframes=8,vreason=false"
+    builtin = run_lmms_eval(
+        tmp_path / "builtin", "qwen2_5_vl", f"{common},device_map=cpu,max_num_frames=8", fixture_data
+    )
+    like_builtin = run_lmms_eval(
+        tmp_path / "tokenizer", "qwen2_5_vl_vreason", f"{ours_args},stop_tokens=tokenizer", fixture_data
+    )
+    default = run_lmms_eval(tmp_path / "default", "qwen2_5_vl_vreason", ours_args, fixture_data)
+    a, b, c = (read_samples(tmp_path / name) for name in ("tokenizer", "builtin", "default"))
+    logs = [run.stderr[-2000:] for run in (like_builtin, builtin, default)]
+    assert sorted(a) == sorted(b) == sorted(c) == [0, 1, 2], logs
+    for doc_id in a:
+        assert response(a[doc_id]) == response(b[doc_id])
+        assert response(b[doc_id]).startswith(response(c[doc_id]))  # the default stops earlier, if at all
+    assert any(response(c[d]) != response(b[d]) for d in a)  # ... and here it does
+
+
 def test_plugin_with_vreason_off_equals_builtin_qwen3_vl(tmp_path, tiny3_sensitive_model_dir, fixture_data):
     """Same tiny Qwen3-VL, same frames and timestamps, greedy.
 

@@ -42,6 +42,15 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
     }
     for name in SUBCOMMANDS:
         assert f"\n  {name} " in out
+    # argparse's placeholders are not documentation: no positional-arguments section, no SUBCOMMAND.
+    assert out.startswith("usage: vreason <command> [<command's options>]\n")
+    assert "SUBCOMMAND" not in out and "positional arguments" not in out and "\n  args " not in out
+
+
+def test_no_command_prints_the_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: vreason <command>") and "\n  run " in err
 
 
 @pytest.mark.parametrize(
@@ -76,7 +85,8 @@ def test_unknown_subcommand_and_exit_codes_pass_through(
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["nope"])
-    assert exit_.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "unknown command 'nope'; the commands are: data, run," in err
     assert main(["collate", str(tmp_path)]) == 1  # an empty run root: the subcommand's own code
     assert "no lmms-eval results" in capsys.readouterr().err
 

@@ -73,6 +73,36 @@ def test_check_passes_on_complete_data_and_reports_absent_eval_files(tmp_path: P
     assert "eval_videomme.json (MISSING)" in capsys.readouterr().out
 
 
+def test_check_of_an_empty_or_absent_root_names_the_download_command(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert data.main(["check", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert f"no evaluation file: fetch the dataset with: vreason data download --local-dir {empty}" in err
+    assert data.main(["check", str(tmp_path / "absent")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"is not a directory; fetch the data with: vreason data download --local-dir {tmp_path / 'absent'}"
+        in err
+    )
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        data.main(["check"])
+    assert exit_.value.code == 2 and "vreason data download --local-dir DIR" in capsys.readouterr().err
+
+
+def test_check_names_what_to_do_about_missing_videos_and_one_absent_file(bench: Path, capsys) -> None:
+    (bench / "eval_videomme.json").unlink()
+    assert data.main(["check", str(bench), "--no-decode"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"eval_videomme.json absent: fetch the dataset with: vreason data download --local-dir {bench}" in err
+    )
+    assert "missing videos: unpack the archives" in err
+
+
 def test_download_is_refused_clearly_offline(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(

@@ -398,3 +398,82 @@ def test_accelerate_asks_for_several_processes_explicitly(tmp_path: Path) -> Non
     assert plan.command[:5] == ("accelerate", "launch", "--num_processes", "2", "--multi_gpu")
     one = build_plan(make_config("a"), LaunchOptions(output_root=tmp_path, num_processes=1))
     assert "--multi_gpu" not in one.command
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_failed_line_carries_the_cause_from_this_runs_part_of_the_log(tmp_path: Path) -> None:
+    """The FAILED line names the last error line of the run's own log, not only the log's path; an
+    earlier run's error in the same (appended) log is not this run's cause."""
+    outputs = iter(
+        [
+            ["Traceback (most recent call last):", '  File "x.py", line 1', "OSError: an earlier run"],
+            [
+                "2026-01-01 10:00:00 | ERROR    | lmms_eval.api.task:build:10 - [mmvu doc 3] sample failed: x",
+                "Traceback (most recent call last):",
+                '  File "lmms_eval/__main__.py", line 9, in cli_evaluate',
+                "FileNotFoundError: /data/eval_mmvu.json is missing (VREASON_EVAL_ROOT='/data')",
+                "|mmvu|none|0|media_error_rate|↓|0|",
+                "Loading weights: 100%",
+            ],
+            ["Killed"],
+            [],
+        ]
+    )
+
+    def runner(command, log_path: Path, env) -> int:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log:
+            log.write(f"$ {' '.join(command)}\n" + "".join(line + "\n" for line in next(outputs)))
+        return 0  # writes no results: failed
+
+    options = LaunchOptions(output_root=tmp_path, launcher="plain")
+    stream = io.StringIO()
+    for _ in range(4):
+        run_configs([make_config("c")], options, runner=runner, stream=stream)
+    failed = [line for line in stream.getvalue().splitlines() if "FAILED" in line]
+    log = tmp_path / "c" / "lmms_eval.log"
+    assert failed[0].endswith(f"FAILED in 0 s: OSError: an earlier run (missing results for mmvu; see {log})")
+    assert failed[1].endswith(
+        "FAILED in 0 s: FileNotFoundError: /data/eval_mmvu.json is missing (VREASON_EVAL_ROOT='/data') "
+        f"(missing results for mmvu; see {log})"
+    )
+    assert "FAILED in 0 s: Killed (missing results for mmvu" in failed[2]
+    assert failed[3].endswith(f"FAILED in 0 s: (missing results for mmvu; see {log})")  # it wrote nothing
+
+
+def test_failure_cause_reads_loguru_errors_and_cuts_long_lines(tmp_path: Path) -> None:
+    from lmms_vreason.experiments.launcher import CAUSE_CHARS, failure_cause
+
+    log = tmp_path / "log"
+    log.write_text(
+        "ok\n2026-01-01 10:00:00 | ERROR    | lmms_eval.evaluator:run:12 - CUDA out of memory\ndone\n"
+    )
+    assert failure_cause(log) == "CUDA out of memory"
+    log.write_text("RuntimeError: " + "x" * 1000 + "\n")
+    cause = failure_cause(log)
+    assert cause is not None and len(cause) == CAUSE_CHARS and cause.endswith("...")
+    assert failure_cause(tmp_path / "absent") is None
+
+
+def test_a_config_is_named_by_its_bare_name_from_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no model_configs/ here: the checkout's own is used
+
+    def no_runner(*_args: object) -> int:
+        raise AssertionError("dry run")
+
+    names = ["t1-7b-32f128-base", "t1-7b-32f128-lite-lr1.5e-4", "t1-3b-*-base"]
+    assert main([*names, "--dry-run", "--launcher", "plain"], runner=no_runner) == 0
+    planned = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
+    assert planned == ["# t1-7b-32f128-base", "# t1-7b-32f128-lite-lr1.5e-4", "# t1-3b-32f128-base"]
+    assert main(["t1-7b-32f128-bse", "--dry-run"], runner=no_runner) == 2
+    err = capsys.readouterr().err
+    assert "no config file matches 't1-7b-32f128-bse'" in err and "did you mean t1-7b-32f128-base" in err
+    assert main(["t1-7b-32f128-lite-lr9e-4", "--dry-run"], runner=no_runner) == 2
+    assert (
+        "has no run named t1-7b-32f128-lite-lr9e-4; its runs: t1-7b-32f128-lite-lr5e-5"
+        in capsys.readouterr().err
+    )

@@ -110,6 +110,27 @@ def test_frame_counts_equal_qwen_vl_utils_smart_nframes() -> None:
                 assert ours == video_r1_count(total, fps, max_frames)
 
 
+def test_asked_count_is_video_r1s_count_for_a_clip_with_frames_enough() -> None:
+    """What the reading asks of a clip: qwen-vl-utils' count for the same duration at 64x the frame
+    rate (so the clip's own frame count cannot bind; x64 keeps ``T / fps`` exact in binary floats).
+    A clip reads fewer frames than asked exactly when it has fewer frames than asked."""
+    from qwen_vl_utils.vision_process import smart_nframes
+
+    for total in [*range(1, 40), *range(40, 400, 13)]:
+        for fps in (0.5, 1, 1.5, 8, 24, 29.97, 30, 60):
+            for max_frames in (16, 32):
+                settings = FrameSettings(max_frames=max_frames)
+                element = {"fps": 2.0, "min_frames": 4, "max_frames": max_frames}
+                asked = settings.asked_count(total, fps)
+                assert asked == smart_nframes(element, total_frames=total * 64, video_fps=fps * 64)
+                read = settings.frame_count(total, fps)
+                assert (read < asked) == (total < asked), (total, fps, max_frames)
+    fixed = FrameSettings(nframes=8)
+    assert [fixed.asked_count(t, 30) for t in (3, 8, 300)] == [8, 8, 8]
+    assert [fixed.frame_count(t, 30) for t in (3, 8, 300)] == [2, 8, 8]
+    assert MAIN.asked_count(3, 1.0) == 6 and MAIN.frame_count(3, 1.0) == 2  # 3 s at 1 fps: 6 wanted
+
+
 @pytest.mark.parametrize(
     ("total", "count", "expected"),
     [

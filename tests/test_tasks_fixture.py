@@ -139,12 +139,17 @@ def test_a_missing_data_root_fails_fast_and_says_what_to_download(
     assert DATA_ROOT_ENV in message and "is not a directory" in message
     assert HUB_DATASET in message and all(f in message for f in EVAL_FILES)
     assert str(tmp_path / "nowhere") in message
+    # The fix is the project's own command, ready to paste, and the check after it.
+    assert f"`vreason data download --local-dir {tmp_path / 'nowhere'}`" in message
+    assert f"`{DATA_ROOT_ENV}={tmp_path / 'nowhere'} vreason data check`" in message
+    assert "hf download" not in message
 
 
 def test_a_missing_eval_file_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"eval_mmvu\.json is missing"):
+    with pytest.raises(FileNotFoundError, match=r"eval_mmvu\.json is missing") as error:
         utils.load_docs("eval_mmvu.json")
+    assert f"vreason data download --local-dir {tmp_path}" in str(error.value)
 
 
 def test_without_the_variable_the_file_comes_from_the_hub(
@@ -177,6 +182,7 @@ def test_an_unreachable_hub_fails_with_instructions(monkeypatch: pytest.MonkeyPa
     with pytest.raises(FileNotFoundError, match=f"set {DATA_ROOT_ENV}") as error:
         utils.load_docs("eval_mmvu.json")
     assert "no network" in str(error.value)
+    assert "`vreason data download --local-dir DIR`" in str(error.value)
 
 
 @pytest.mark.parametrize(

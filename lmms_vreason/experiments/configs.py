@@ -32,6 +32,7 @@ expanded configs and in the config copy the launcher stores in each run folder.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import glob
 import re
@@ -72,6 +73,8 @@ from lmms_vreason.lmms.args import (
 DEFAULT_MODEL = BACKEND_NAME
 CONFIG_COPY_NAME = "vreason_experiment.yaml"
 """The config, as run, stored in its output folder (read back by the collation tool)."""
+CONFIG_DIR_NAME = "model_configs"
+"""The folder of the paper's configs; a bare config name (``t1-7b-32f128-base``) is looked up there."""
 
 PAPER_KEYS: tuple[str, ...] = (*(c.key for c in TABLE1_COLUMNS), AVG_METRIC, AVG_WO_MRA_METRIC)
 """Keys of a config's ``paper:`` block: the seven Table 1 columns and the two averages."""
@@ -442,22 +445,76 @@ def load_config(path: str | Path) -> ExperimentConfig:
     return configs[0]
 
 
+def config_dirs() -> list[Path]:
+    """Where a bare config name is looked up: ``./model_configs``, then this checkout's own
+    ``model_configs/`` (an editable install run from another folder)."""
+    candidates = [Path(CONFIG_DIR_NAME), Path(__file__).resolve().parents[2] / CONFIG_DIR_NAME]
+    found: dict[Path, Path] = {}
+    for folder in candidates:
+        if folder.is_dir():
+            found.setdefault(folder.resolve(), folder)
+    return list(found.values())
+
+
+def _is_bare_name(text: str) -> bool:
+    """A config's name (or a name pattern), not a path: no folder part and no YAML suffix."""
+    return "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
+
+
+def _matches(text: str) -> list[Path]:
+    """The files ``text`` names as a path, folder or glob; else, for a bare name or name pattern
+    (``t1-7b-32f128-base``, ``t1-7b-*``), the configs of that name in :func:`config_dirs`."""
+    path = Path(text)
+    if path.is_dir():
+        return sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+    if glob.has_magic(text):
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True) if p.endswith((".yaml", ".yml")))
+    else:
+        found = [path] if path.exists() else []
+    if not found and _is_bare_name(text):
+        for folder in config_dirs():
+            found = sorted(folder.glob(f"{text}.yaml"))
+            if found:
+                break
+    return found
+
+
+def _grid_member(text: str) -> tuple[Path, str] | None:
+    """``(grid file, run name)`` when ``text`` is the bare name of one lr-grid run
+    (``t1-7b-32f128-lite-lr1.5e-4`` -> ``model_configs/t1-7b-32f128-lite.yaml``)."""
+    match = re.fullmatch(r"(.+)-lr[^/]+", text)
+    if not match or not _is_bare_name(text) or glob.has_magic(text):
+        return None
+    for folder in config_dirs():
+        grid = folder / f"{match.group(1)}.yaml"
+        if grid.is_file():
+            return grid, text
+    return None
+
+
+def _no_match(text: str) -> ConfigError:
+    if not _is_bare_name(text):
+        return ConfigError(f"no config file matches {text!r}")
+    folders = config_dirs()
+    names = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+    close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
+    where = " or ".join(f"{folder}/" for folder in folders) or f"./{CONFIG_DIR_NAME}/ (none here)"
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(
+        f"no config file matches {text!r}: not a file, folder or glob, and no config of that name in "
+        f"{where}{hint}"
+    )
+
+
 def resolve_config_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    """Expand files, directories (their ``*.yaml``) and globs; sorted, de-duplicated; none missing."""
+    """Expand files, directories (their ``*.yaml``), globs and bare config names (looked up in
+    :func:`config_dirs`); sorted, de-duplicated; none missing."""
     found: list[Path] = []
     for pattern in patterns:
         text = str(pattern)
-        path = Path(text)
-        if path.is_dir():
-            matches = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-        elif glob.has_magic(text):
-            matches = sorted(
-                Path(p) for p in glob.glob(text, recursive=True) if p.endswith((".yaml", ".yml"))
-            )
-        else:
-            matches = [path] if path.exists() else []
+        matches = _matches(text)
         if not matches:
-            raise ConfigError(f"no config file matches {text!r}")
+            raise _no_match(text)
         found.extend(matches)
     unique: dict[Path, None] = {}
     for path in found:
@@ -484,7 +541,28 @@ def check_config_set(configs: Sequence[ExperimentConfig]) -> None:
 
 def load_configs(patterns: Iterable[str | Path]) -> list[ExperimentConfig]:
     """Load every config the patterns name (grids expanded) and check the set; raises on the first problem."""
-    configs = [config for path in resolve_config_paths(patterns) for config in load_config_file(path)]
+    wanted: dict[Path, set[str] | None] = {}  # file -> the runs asked for (None: all of them)
+    for pattern in patterns:
+        text = str(pattern)
+        member = _grid_member(text) if not _matches(text) else None
+        if member is not None:
+            grid, name = member
+            key = grid.resolve()
+            if key not in wanted or wanted[key] is not None:
+                wanted.setdefault(key, set()).add(name)  # type: ignore[union-attr]
+            continue
+        for path in resolve_config_paths([text]):
+            wanted[path] = None
+    configs = []
+    for path, names in wanted.items():
+        loaded = load_config_file(path)
+        if names is not None:
+            unknown = sorted(names - {c.name for c in loaded})
+            if unknown:
+                runs = ", ".join(c.name for c in loaded)
+                raise ConfigError(f"{path} has no run named {', '.join(unknown)}; its runs: {runs}")
+            loaded = [c for c in loaded if c.name in names]
+        configs += loaded
     check_config_set(configs)
     return configs
 

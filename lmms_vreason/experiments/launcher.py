@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import fnmatch
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -386,6 +387,42 @@ def default_runner(
         return proc.wait()
 
 
+_ERROR_LINE = re.compile(r"[A-Z]\w*(?:Error|Exception)\b|\| (?:ERROR|CRITICAL) +\||\berror: |\bKilled\b")
+"""A line that states an error: a Python exception (``ValueError: ...``), a loguru ERROR/CRITICAL
+record (lmms-eval's logger), an argparse ``error:`` or the kernel's ``Killed``. Case-sensitive, so
+metric names such as ``media_error_rate`` in a results table do not count."""
+_LOGURU_PREFIX = re.compile(r"^.*?\| (?:ERROR|CRITICAL) +\| \S+ - ")
+CAUSE_CHARS = 300
+"""A cause is cut to this many characters (the log has the rest)."""
+
+
+def failure_cause(log_path: Path, start: int = 0) -> str | None:
+    """The last error line this run wrote to its log (from byte ``start``: earlier runs' output is not
+    this run's), else its last line; ``None`` when it wrote nothing. Shown on the ``FAILED`` line so
+    the cause is seen without opening the log."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(start)
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+    lines = [line for line in lines if not line.startswith("$ ")]  # the command line the runner logs
+    if not lines:
+        return None
+    cause = next((line for line in reversed(lines) if _ERROR_LINE.search(line)), lines[-1])
+    cause = _LOGURU_PREFIX.sub("", cause)
+    return cause if len(cause) <= CAUSE_CHARS else cause[: CAUSE_CHARS - 3] + "..."
+
+
+def _log_size(log_path: Path) -> int:
+    return log_path.stat().st_size if log_path.is_file() else 0
+
+
+def _failed_text(why: str, cause: str | None, log_path: Path) -> str:
+    return f"{cause} ({why}; see {log_path})" if cause else f"({why}; see {log_path})"
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     """What happened to one config (for the summary and the exit code)."""
@@ -488,6 +525,7 @@ def run_configs(
             note += f" on {options.num_machines} machines, this is machine {options.machine_rank}"
         progress.line(index, name, f"running ({reason}{note}; log {log_path})")
         before = frozenset(r.path for r in read_results(plan.output_dir))
+        log_start = _log_size(log_path)
         start = time.monotonic()
         rc = runner(plan.command, log_path, env)
         seconds = time.monotonic() - start
@@ -506,8 +544,11 @@ def run_configs(
             outcomes.append(RunOutcome(name, "done", seconds))
         else:
             why = f"exit code {rc}; {reason}" if rc else reason
-            progress.line(index, name, f"FAILED in {_fmt_seconds(seconds)} ({why}; see {log_path})")
-            outcomes.append(RunOutcome(name, "failed", seconds, why))
+            cause = failure_cause(log_path, log_start)
+            progress.line(
+                index, name, f"FAILED in {_fmt_seconds(seconds)}: {_failed_text(why, cause, log_path)}"
+            )
+            outcomes.append(RunOutcome(name, "failed", seconds, f"{why}: {cause}" if cause else why))
             if options.fail_fast:
                 break
     counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("done", "skipped", "failed", "planned")}
@@ -572,6 +613,7 @@ def _run_grid(
     if grid_dir.exists():  # a new pass: old per-lr results must not be mistaken for this one's
         shutil.rmtree(grid_dir)
     write_config_copy(plan.config, grid_dir)
+    log_start = _log_size(log_path)
     start = time.monotonic()
     rc = runner(plan.command, log_path, env)
     if rc == 0 and read_results(grid_dir):
@@ -593,8 +635,11 @@ def _run_grid(
             outcomes.append(RunOutcome(member.name, "done", seconds / len(members)))
         else:
             why = f"exit code {rc}; {reason}" if rc else reason
-            progress.line(index + offset, member.name, f"FAILED ({why}; see {log_path})")
-            outcomes.append(RunOutcome(member.name, "failed", seconds / len(members), why))
+            cause = failure_cause(log_path, log_start)
+            progress.line(index + offset, member.name, f"FAILED: {_failed_text(why, cause, log_path)}")
+            outcomes.append(
+                RunOutcome(member.name, "failed", seconds / len(members), f"{why}: {cause}" if cause else why)
+            )
     return outcomes
 
 

@@ -41,6 +41,8 @@ _PRETRAINED_HELP = "HF id or local dir of a checkpoint of the backend's model fa
 
 AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
 DType = Literal["bfloat16", "float16", "float32", "float64"]
+StopTokens = Literal["generation_config", "tokenizer"]
+"""Where the ids that end a response come from (docs/method.md §3, "Stop tokens")."""
 
 
 class ArgumentError(ValueError):
@@ -99,6 +101,13 @@ class BackendArgs(VReasonSettings):
         description="pixel budget of a whole video (Video-R1's; binds above 900 frames)",
     )
     system_prompt: str | None = Field(None, description="system prompt; default: the chat template's own")
+    stop_tokens: StopTokens = Field(
+        "generation_config",
+        description="which token ids end a response: every id of the checkpoint's "
+        "generation_config.eos_token_id (Qwen2/2.5-VL: im_end and endoftext; where transformers' generate "
+        "and Video-R1's vLLM stop), or the tokenizer's eos only (im_end; where lmms-eval's built-in "
+        "backends stop)",
+    )
     batch_size: int = Field(
         1,
         ge=1,

@@ -12,7 +12,8 @@ Differences from the built-in backends, on purpose: that frame reading; ``until`
 start-up naming the valid ones; a sample whose video cannot be read fails alone (a marked response
 naming the cause) instead of the run, and every sample's media is read once, before batching; the
 system prompt is the chat template's own unless ``system_prompt`` is given (lmms-eval's ``qwen3_vl``
-always adds "You are a helpful assistant.", which Qwen3-VL's template does not).
+always adds "You are a helpful assistant.", which Qwen3-VL's template does not); a response ends at
+every eos id of the checkpoint's generation config, not only the tokenizer's (``stop_tokens``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,26 @@ def check_checkpoint_family(family: ModelFamily, pretrained: str) -> None:
     raise ArgumentError(
         f"{family.backend} runs {family.label} checkpoints; pretrained={pretrained} is a {model_type!r} model{hint}"
     )
+
+
+def stop_token_ids(source: str, generation_config: Any, tokenizer: Any) -> list[int]:
+    """The ids that end a response (docs/method.md §3, "Stop tokens").
+
+    ``generation_config`` (default): every id of the checkpoint's ``generation_config.eos_token_id``,
+    what transformers ``generate`` and Video-R1's vLLM stop at (``<|im_end|>`` and ``<|endoftext|>`` on
+    the Qwen2/2.5-VL checkpoints), falling back to the tokenizer's eos when it names none.
+    ``tokenizer``: the tokenizer's eos only, what lmms-eval's built-in Qwen-VL backends pass to
+    ``generate`` (``eos_token_id=tokenizer.eos_token_id``), for comparisons against them.
+    """
+    if source == "generation_config":
+        eos = generation_config.eos_token_id
+        if isinstance(eos, int):
+            return [eos]
+        if eos:
+            return [int(i) for i in eos]
+    if tokenizer.eos_token_id is None:
+        raise ArgumentError(f"stop_tokens={source}: the checkpoint's tokenizer has no eos token to stop at")
+    return [int(tokenizer.eos_token_id)]
 
 
 class VReasonBackend(lmms):
@@ -130,8 +151,7 @@ class VReasonBackend(lmms):
             factor=video_processor.patch_size * video_processor.merge_size,
             temporal_factor=video_processor.temporal_patch_size,
         )
-        eos = self._model.generation_config.eos_token_id
-        self.eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [self._tokenizer.eos_token_id])
+        self.eos_token_ids = stop_token_ids(args.stop_tokens, self._model.generation_config, self._tokenizer)
         pad = self._tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
         self.compile = args.compiles(self._device.type)
@@ -141,6 +161,7 @@ class VReasonBackend(lmms):
         self._stopping: dict[tuple[str, ...], StoppingCriteriaList] = {}
         self.media_failures = 0
         self.numeric_failures = 0
+        self.short_samples = 0
         if self._rank == 0:
             logger.info(f"{family.backend}: {self.vreason}; videos: {self.frames.describe()}")
         if output_path is not None:  # what only this process knows, for `vreason bundle`
@@ -328,13 +349,21 @@ class VReasonBackend(lmms):
                     loaded[i] = self._load_media(chat)
                 except MediaError as exc:
                     by_position[i] = self._media_failure(exc, tasks[i], doc_ids[i])
+                else:
+                    self._note_short_videos(loaded[i], tasks[i], doc_ids[i])
             if loaded:
                 keep = list(loaded)
                 out, inputs, peak = self._run_batch(
                     [chats[i] for i in keep], settings, [doc_ids[i] for i in keep], list(loaded.values())
                 )
                 decoded = self._finish(
-                    out, inputs, settings, [tasks[i] for i in keep], [doc_ids[i] for i in keep], peak
+                    out,
+                    inputs,
+                    settings,
+                    [tasks[i] for i in keep],
+                    [doc_ids[i] for i in keep],
+                    peak,
+                    list(loaded.values()),
                 )
                 by_position.update(zip(keep, decoded))
                 tokens_out += sum(r.token_counts.output_tokens or 0 for r in decoded if r.token_counts)
@@ -346,12 +375,28 @@ class VReasonBackend(lmms):
             logger.warning(
                 f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)"
             )
+        if self.short_samples:
+            logger.warning(
+                f"{self.short_samples} sample(s) read fewer video frames than asked: their clips are shorter "
+                "(see the warnings above; telemetry frames_asked/frames_read)"
+            )
         if self.numeric_failures:
             logger.warning(
                 f"{self.numeric_failures} sample(s) failed: the model produced NaN/inf logits "
                 f"(responses start with {NUMERIC_ERROR_PREFIX.strip()!r}; check the weights and dtype)"
             )
         return collator.get_original(results)
+
+    def _note_short_videos(self, media: SampleMedia, task: str, doc_id: int) -> None:
+        """One warning per sample whose clip gave fewer frames than the reading asked for (Video-R1 reads
+        such clips as they are; docs/method.md §3), counted for the end-of-run summary."""
+        short = media.short_videos
+        if short:
+            self.short_samples += 1
+            logger.warning(
+                f"[{task} doc {doc_id}] fewer video frames than asked: "
+                + "; ".join(count.describe() for count in short)
+            )
 
     def _media_failure(self, exc: MediaError, task: str, doc_id: int) -> GenerationResult:
         self.media_failures += 1
@@ -378,8 +423,11 @@ class VReasonBackend(lmms):
         tasks: Sequence[str],
         doc_ids: Sequence[int],
         peak: float | None,
+        media: Sequence[SampleMedia] | None = None,
     ) -> list[GenerationResult]:
-        """One result per request; with an lr grid, the first lr's row (every row goes to the grid file)."""
+        """One result per request; with an lr grid, the first lr's row (every row goes to the grid file).
+
+        ``media`` (the requests' loaded visuals) gives telemetry the frames asked and read per video."""
         mask = inputs.get("attention_mask")
         layout = out.layout
         lrs = layout.lrs if layout.lrs is not None else (self.vreason.lr,)
@@ -399,6 +447,9 @@ class VReasonBackend(lmms):
             if self.telemetry is not None:
                 trace = self._trace(out, scored, task, doc_id, n_in, n_out, peak)
                 trace.error = error
+                if media is not None:
+                    trace.frames_asked = [count.asked for count in media[b].frame_counts]
+                    trace.frames_read = [count.read for count in media[b].frame_counts]
                 self.telemetry.write(trace)
             if layout.lrs is not None:
                 self.grid_writer.write_all(

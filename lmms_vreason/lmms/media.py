@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lmms_vreason.media.protocol import FrameSettings
-from lmms_vreason.media.reader import MediaError, read_image, read_video
+from lmms_vreason.media.reader import FrameCount, MediaError, read_image, read_video
 
 if TYPE_CHECKING:
     from lmms_eval.protocol import ChatMessages
 
-__all__ = ["PROCESSOR_KWARGS", "FrameSettings", "MediaError", "SampleMedia", "load_sample_media"]
+__all__ = [
+    "PROCESSOR_KWARGS",
+    "FrameCount",
+    "FrameSettings",
+    "MediaError",
+    "SampleMedia",
+    "load_sample_media",
+]
 
 PROCESSOR_KWARGS: dict[str, dict[str, Any]] = {
     "images_kwargs": {"do_resize": False},
@@ -31,11 +38,18 @@ qwen-vl-utils per-frame cap) is set explicitly: the cap is already applied by ou
 
 @dataclass
 class SampleMedia:
-    """One sample's visuals in prompt order: PIL images, uint8 videos and the videos' metadata."""
+    """One sample's visuals in prompt order: PIL images, uint8 videos, the videos' metadata (for the
+    processor) and their frame counts (asked and read, for the log and telemetry)."""
 
     images: list[Any] = field(default_factory=list)
     videos: list[Any] = field(default_factory=list)
     metadata: list[dict[str, Any]] = field(default_factory=list)
+    frame_counts: list[FrameCount] = field(default_factory=list)
+
+    @property
+    def short_videos(self) -> list[FrameCount]:
+        """The videos whose clip gave fewer frames than the reading asked for."""
+        return [count for count in self.frame_counts if count.short]
 
 
 def load_sample_media(chat: ChatMessages, settings: FrameSettings) -> SampleMedia:
@@ -58,6 +72,7 @@ def load_sample_media(chat: ChatMessages, settings: FrameSettings) -> SampleMedi
                 video = read_video(content.url.removeprefix("file://"), settings)
                 media.videos.append(video.frames)
                 media.metadata.append(video.metadata)
+                media.frame_counts.append(video.frame_count)
             elif content.type == "image":
                 media.images.append(read_image(content.url, settings))
             elif content.type == "audio":

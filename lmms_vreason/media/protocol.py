@@ -177,6 +177,21 @@ class FrameSettings:
             )
         return count if count >= self.temporal_factor else total_frames
 
+    def asked_count(self, total_frames: int, video_fps: float) -> int:
+        """Frames the reading asks of a clip of this duration, before the clip's own length limits it.
+
+        ``nframes`` when fixed; else Video-R1's count with every bound but the clip's frame count
+        (``floor2(min(max(T / video_fps * fps, ceil2(min_frames)), max_frames))``). It exceeds
+        :meth:`frame_count` only for a clip with fewer frames than that (fewer than ``min_frames``, or
+        below ``fps`` frames per second): the backend reports such a shortfall instead of reading it
+        silently (docs/method.md §3).
+        """
+        if self.nframes is not None:
+            return self.nframes
+        factor = self.temporal_factor
+        wanted = total_frames / video_fps * self.fps
+        return floor_to(min(max(wanted, ceil_to(self.min_frames, factor)), self.max_frames), factor)
+
     def padded_count(self, count: int) -> int:
         """``count`` rounded up to whole temporal patches (only a 1-frame clip is ever padded)."""
         return ceil_to(count, self.temporal_factor)

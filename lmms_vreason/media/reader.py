@@ -33,6 +33,31 @@ class MediaError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class FrameCount:
+    """How many frames a video's reading asked for and how many the file gave (plain data: it
+    travels with a sample's media, e.g. to telemetry and the run's log)."""
+
+    path: str
+    total_frames: int
+    """Frames in the file (decord's ``len``)."""
+    asked: int
+    """Frames the reading asked for (:meth:`FrameSettings.asked_count`)."""
+    read: int
+    """Distinct frames decoded; below ``asked`` only when the clip has too few frames. (A 1-frame clip
+    is then repeated up to a temporal patch, so the model is given more frames than were read.)"""
+
+    @property
+    def short(self) -> bool:
+        """The clip gave fewer frames than the reading asked for."""
+        return self.read < self.asked
+
+    def describe(self) -> str:
+        return (
+            f"{self.path}: {self.read} frame(s) read of {self.asked} asked (the clip has {self.total_frames})"
+        )
+
+
+@dataclass(frozen=True)
 class LoadedVideo:
     """A video as the processor takes it: resized uint8 frames and how they were sampled."""
 
@@ -42,6 +67,7 @@ class LoadedVideo:
     frames_indices: list[int]
     total_num_frames: int
     path: Path
+    frame_count: FrameCount
     metadata: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -179,6 +205,9 @@ def read_video(path: str | os.PathLike[str], settings: FrameSettings) -> LoadedV
         frames_indices=indices,
         total_num_frames=total,
         path=video,
+        frame_count=FrameCount(
+            path=str(video), total_frames=total, asked=settings.asked_count(total, video_fps), read=count
+        ),
     )
 
 
