@@ -63,7 +63,7 @@ def test_no_command_prints_the_help_and_fails(capsys: pytest.CaptureFixture[str]
         ("bundle", "(default: RUN_DIR.bundle.tar.gz)"),
         ("plot", "(default: 1)"),
         ("efficiency", "(default: all in the telemetry)"),
-        ("bench", "(default: 8)"),
+        ("bench", "(default: cpu-proxy)"),
         ("demo", "(default: runs/demo)"),
         ("tiny", "(default: small)"),
         ("fixtures", "(default: 0)"),

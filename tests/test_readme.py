@@ -56,9 +56,14 @@ def _commands(block: str) -> list[list[str]]:
     return commands
 
 
+SHELL_EXAMPLES = {"$SLURM_NODEID": "0", "$SLURM_NNODES": "2"}
+"""Shell variables the README's cluster commands use, and a value each takes on some node."""
+
+
 def _readme_commands() -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
-    return [command for block in _code_blocks(text) for command in _commands(block)]
+    commands = [command for block in _code_blocks(text) for command in _commands(block)]
+    return [[SHELL_EXAMPLES.get(word, word) for word in command] for command in commands]
 
 
 def _option(argv: list[str], name: str) -> str | None:
