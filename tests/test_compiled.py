@@ -48,7 +48,11 @@ def kits(tmp_path_factory):
         if family not in built:
             spec = TinySpec(**{**FAMILY_SPECS[family].__dict__, "init_std": 0.2})
             path = build_tiny_model(tmp_path_factory.mktemp(f"compiled_{family}"), spec)
-            kwargs = {} if family == "qwen3_vl" else {"max_pixels": 64 * 28 * 28, "min_pixels": 4 * 28 * 28}
+            kwargs = (
+                {}
+                if family == "qwen3_vl"
+                else {"size": {"shortest_edge": 4 * 28 * 28, "longest_edge": 64 * 28 * 28}}
+            )
             processor = AutoProcessor.from_pretrained(path, **kwargs)
             built[family] = (adapter_for(load_model(path)), processor)
         return built[family]

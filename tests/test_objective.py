@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import lmms_vreason.core.decode as decode_module
+import lmms_vreason.core.step as step_module
 from lmms_vreason.core.controller import ValueController
 from lmms_vreason.core.decode import decode, make_controller
 from lmms_vreason.core.kv import StaticKVCache
@@ -107,14 +107,15 @@ def test_each_objective_moves_entropy_in_its_direction(tiny_model, tiny_inputs, 
     ctrl = make_controller(cache, dec.video_positions(ids), None, cfg, layout)
     token = logits.argmax(-1)
     delta = ctrl.delta.detach().requires_grad_(True)
-    _, h_before = step.forward_with_grad(token, pos[..., -1:].clone(), cache, ctrl, delta)
+    out = step.forward_with_grad(token, pos[..., -1:].clone(), cache, ctrl, delta)
+    h_before = out.entropy  # eager: with its autograd graph to ΔV
     h_before_value = float(h_before.detach())
     alpha = torch.tensor([float(direction)])
     (grad,) = torch.autograd.grad(switch_loss(h_before, alpha), delta)
     stepped = ctrl.apply_gradient(grad, torch.tensor([True]), h_before.detach(), cache.layers[-1].values)
     assert stepped.tolist() == [True]
     cache.rewind(1)  # the same token at the same position again, now with the updated ΔV
-    _, h_after = step.forward(token, pos[..., -1:].clone(), cache, with_entropy=True)
+    _, h_after, _ = step.forward(token, pos[..., -1:].clone(), cache, with_entropy=True)
     assert direction * (float(h_after) - h_before_value) > 0, (h_before_value, float(h_after))
 
 
@@ -136,8 +137,8 @@ def test_optimiser_state_is_reset_between_samples(tiny_model, tiny_processor):
 
 
 def test_non_finite_loss_skips_update_and_is_counted(tiny_model, tiny_inputs, monkeypatch):
-    real_loss = decode_module.switch_loss
-    monkeypatch.setattr(decode_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
+    real_loss = step_module.switch_loss
+    monkeypatch.setattr(step_module, "switch_loss", lambda h, a: real_loss(h, a) * float("nan"))
     base = decode(Qwen2_5_VLAdapter(tiny_model), tiny_inputs, GenerationSettings(max_new_tokens=8), None)
     out = decode(
         Qwen2_5_VLAdapter(tiny_model),

@@ -31,13 +31,13 @@ from transformers import StoppingCriteriaList
 from lmms_vreason.core.adapter import ModelAdapter
 from lmms_vreason.core.controller import ValueController
 from lmms_vreason.core.kv import StaticKVCache, round_up
-from lmms_vreason.core.objective import EntropyTracker, entropy, switch_loss
+from lmms_vreason.core.objective import EntropyTracker, entropy
 from lmms_vreason.core.pruning import PrunedCache, plan_pruning
 from lmms_vreason.core.ragged import PAD, cache_index
 from lmms_vreason.core.rows import RowLayout
 from lmms_vreason.core.sampling import TokenSampler
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
-from lmms_vreason.core.step import DecoderStep
+from lmms_vreason.core.step import DecoderStep, OptimisingStep
 
 PLAIN = VReasonSettings(vreason=False)
 
@@ -329,7 +329,7 @@ class _Loop:
         stopped = _AllStopped(self.ids.device)
         p = self.prompt_len
         h: torch.Tensor | None = None
-        delta: torch.Tensor | None = None
+        optimising: OptimisingStep | None = None
         broken = ~torch.isfinite(logits).all(dim=-1)  # the prefill's; later steps' come with their logits
         prefill_s, decode_started = 0.0, started
         step = 0
@@ -340,7 +340,7 @@ class _Loop:
             if self.tracker is not None:
                 if h is None:  # the prefill's logits (and any step the fused path did not track)
                     h = entropy(logits)
-                self._track(step, h, active, delta, probe)
+                self._track(step, h, active, optimising, probe)
             with torch.no_grad():
                 logits = logits.detach()  # rows with NaN/inf logits (broken) stop here
                 drawn = sampler(self.ids[:, : p + step - 1], logits, broken)
@@ -360,23 +360,21 @@ class _Loop:
             stopped.post(self.finished)
             if not stopped.deferred and stopped.read():
                 break
-            logits, h, broken, delta = self._forward(step + 1, tokens, positions)
+            logits, h, broken, optimising = self._forward(step + 1, tokens, positions)
             if stopped.deferred and stopped.read():
                 break  # step + 1 ran for nothing: every row had stopped at ``step``
         return step, prefill_s, decode_started
 
     def _forward(
         self, step: int, tokens: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """Step ``step``'s logits, entropy (when tracked), NaN/inf rows and, if it optimises, the ΔV leaf
-        the logits depend on."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, OptimisingStep | None]:
+        """Step ``step``'s logits, entropy (when tracked), NaN/inf rows and, if it optimises, its way back
+        to ΔV."""
         if self.optimises(step):
             assert self.controller is not None
             delta = self.controller.delta.detach().requires_grad_(True)
-            logits, h, broken = self.step_fn.forward_with_grad(
-                tokens, positions, self.cache, self.controller, delta
-            )
-            return logits, h, broken, delta
+            out = self.step_fn.forward_with_grad(tokens, positions, self.cache, self.controller, delta)
+            return out.logits, out.entropy.detach(), out.broken, out
         logits, h, broken = self.step_fn.forward(
             tokens, positions, self.cache, with_entropy=self.tracker is not None
         )
@@ -387,25 +385,24 @@ class _Loop:
         step: int,
         h: torch.Tensor,
         active: torch.Tensor,
-        delta: torch.Tensor | None,
+        optimising: OptimisingStep | None,
         probe: DecodeProbe | None,
     ) -> None:
         """Entropy, EMA and α of step ``step``; on an optimising step the update of ΔV (device only)."""
         assert self.tracker is not None
         with torch.no_grad():
-            ema, alpha = self.tracker.observe(h.detach())
-            self.entropy[:, step - 1] = h.detach()
+            ema, alpha = self.tracker.observe(h)
+            self.entropy[:, step - 1] = h
             self.ema[:, step - 1] = ema
-        if delta is None:
+        if optimising is None:
             return
         controller = self.controller
         assert controller is not None
         self.alpha[:, step - 1] = alpha
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(switch_loss(h, alpha), delta)
+        grad = optimising.delta_grad(alpha)
         if probe is not None:
-            probe.on_gradient(step, controller.delta.clone(), grad.clone(), alpha, h.detach())
-        stepped = self.step_fn.update(controller, grad, active, h.detach(), self.cache.layers[-1].values)
+            probe.on_gradient(step, controller.delta.clone(), grad.clone(), alpha, h)
+        stepped = self.step_fn.update(controller, grad, active, h, self.cache.layers[-1].values)
         self.optimized[:, step - 1] = active
         self.skipped += active & ~stepped
 

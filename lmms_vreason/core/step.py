@@ -8,7 +8,9 @@ embedding, decoder layers, final norm, LM head; transformers' code does every pi
 * the **trunk**, layers ``0 .. L-2``, always without autograd;
 * the **head**, the last layer, the final norm and the LM head (and the entropy when the loop needs
   it); on an optimising step it runs with the controller spliced into the last layer's values and
-  returns logits and entropy with a graph to ΔV, whose backward therefore covers one layer.
+  returns logits and entropy with a graph to ΔV, whose backward therefore covers one layer. Compiled,
+  the LM head's part of that backward comes out of its forward pass, which reads the weight once
+  (:mod:`lmms_vreason.core.fused_head`); eager, autograd does it (the reference).
 
 A step that does not optimise runs both halves as one function (:meth:`DecoderStep.forward`). With
 ``compile=True`` each function is ``torch.compile``'d with ``fullgraph=True`` (on CUDA
@@ -30,13 +32,46 @@ from typing import Any
 import torch
 
 from lmms_vreason.core.controller import ValueController
+from lmms_vreason.core.fused_head import chunk_rows, logits_entropy_and_input_grad
 from lmms_vreason.core.kv import StaticKVCache
-from lmms_vreason.core.objective import entropy
+from lmms_vreason.core.objective import entropy, switch_loss
 
 COMPILED_BUCKET = 256
 """Cache capacity is rounded up to this in compiled mode, so requests of different lengths share a graph."""
 COMPILED_VIDEO_BUCKET = 64
 """Controlled video tokens per row are padded up to a multiple of this in compiled mode (same reason)."""
+FUSED_CHUNK_BYTES = {False: 4 << 20, True: 16 << 20}
+"""Bytes of LM-head weight per chunk of the compiled optimising step's one pass (CPU, CUDA): the chunk
+is read again from cache (a CPU's L3, a GPU's L2) for the gradient."""
+
+
+@dataclass(frozen=True)
+class OptimisingStep:
+    """What an optimising step returns: logits to sample from, the entropy, NaN/inf rows, and the way
+    back from the objective to ΔV.
+
+    ``fused`` is ``None`` when ``entropy`` carries the autograd graph (eager: autograd does the LM
+    head's backward), else ``stack([x, dH/dx])`` for the final hidden state ``x`` (which carries the
+    graph; compiled: the LM head's backward came out of the forward pass).
+    """
+
+    logits: torch.Tensor
+    entropy: torch.Tensor
+    broken: torch.Tensor
+    delta: torch.Tensor
+    fused: torch.Tensor | None = None
+
+    def delta_grad(self, alpha: torch.Tensor) -> torch.Tensor:
+        """The gradient of ``L = -Σ α H`` (Eq. 2) to ΔV."""
+        with torch.enable_grad():
+            if self.fused is None:
+                (grad,) = torch.autograd.grad(switch_loss(self.entropy, alpha), self.delta)
+            else:
+                x, grad_x = self.fused[0], self.fused[1].detach()
+                (grad,) = torch.autograd.grad(
+                    x, self.delta, grad_outputs=-alpha.to(grad_x.dtype)[:, None] * grad_x
+                )
+        return grad
 
 
 class CompileError(RuntimeError):
@@ -150,7 +185,16 @@ class DecoderStep:
                 _lm_head_vocab_major(parts)
             self._forward = self._compiled(self._forward_eager, self._graphs)
             self._trunk = self._compiled(self._trunk_eager, self._graphs)
-            self._head_with_grad = self._compiled(self._head_with_grad_eager, self._graphs)
+            lm_head = parts.lm_head
+            weight = lm_head.weight
+            self._chunk_rows = chunk_rows(
+                weight.shape[0],
+                weight.shape[1],
+                weight.element_size(),
+                FUSED_CHUNK_BYTES[self.device.type == "cuda"],
+            )
+            head = self._head_with_grad_eager if lm_head.bias is not None else self._head_with_fused_lm_head
+            self._head_with_grad = self._compiled(head, self._graphs)
             self.update = self._compiled(_update, self._graphs)
         else:
             self._forward, self._trunk = self._forward_eager, self._trunk_eager
@@ -235,9 +279,35 @@ class DecoderStep:
         cache: StaticKVCache,
         controller: ValueController,
         delta: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Logits, entropy (with its graph), NaN/inf rows: autograd does the LM head's backward."""
         logits = self._head(hidden, rope, positions, cache, _ControlledValues(cache, controller, delta))
-        return logits, entropy(logits), _broken(logits.detach())
+        return logits, entropy(logits), _broken(logits.detach()), None
+
+    def _head_with_fused_lm_head(
+        self,
+        hidden: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        positions: torch.Tensor,
+        cache: StaticKVCache,
+        controller: ValueController,
+        delta: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, entropy, NaN/inf rows, and the final hidden state (with its graph to ``delta``) with
+        ``dH/dx``, all from one pass over the LM head (:mod:`lmms_vreason.core.fused_head`)."""
+        parts = self.parts
+        hidden = parts.layers[-1](
+            hidden,
+            attention_mask=cache.mask,
+            position_embeddings=rope,
+            position_ids=positions[0],
+            cache=_ControlledValues(cache, controller, delta),
+            use_cache=True,
+        )
+        cache.close_slot()
+        x = parts.norm(hidden)[:, -1]
+        logits, h, grad_x = logits_entropy_and_input_grad(x.detach(), parts.lm_head.weight, self._chunk_rows)
+        return logits.to(self.device), h, _broken(logits), torch.stack([x, grad_x.to(x.dtype)])
 
     # what the loop calls -------------------------------------------------------------------
     def forward(
@@ -256,14 +326,15 @@ class DecoderStep:
         cache: StaticKVCache,
         controller: ValueController,
         delta: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """An optimising step: logits and entropy with a graph to ``delta`` (a leaf: the current ΔV), and
-        the rows whose logits hold NaN/inf."""
+    ) -> OptimisingStep:
+        """An optimising step: its logits, entropy and NaN/inf rows, and the way back to ``delta`` (a
+        leaf: the current ΔV)."""
         self._new_graph_step()
         with torch.no_grad():
             hidden, rope = self._trunk(tokens, positions, cache)
         with torch.enable_grad():
-            return self._head_with_grad(hidden, rope, positions, cache, controller, delta)
+            logits, h, broken, fused = self._head_with_grad(hidden, rope, positions, cache, controller, delta)
+        return OptimisingStep(logits.detach(), h, broken, delta, fused)
 
     def _new_graph_step(self) -> None:
         if self._graphs:  # CUDA graphs: the previous step's outputs may now be overwritten
