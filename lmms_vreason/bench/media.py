@@ -78,6 +78,9 @@ def _requests(docs: list[dict[str, str]], max_new_tokens: int) -> list[Any]:
 
 def bench_prefetch(args: argparse.Namespace) -> dict[str, Any]:
     from lmms_vreason.lmms.backend import Qwen2_5_VL_VReason
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     from lmms_vreason.testing.fixtures import make_fixture_bench
     from lmms_vreason.testing.tiny import TinySpec, build_tiny_model
 
@@ -268,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("--max-new-tokens", type=int, default=32, help="tokens per request")
     prefetch.add_argument("--repeats", type=int, default=1, help="runs of each mode, alternating")
     prefetch.add_argument("--device", default="cpu", help="torch device of the tiny model")
+    prefetch.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the decode loop (the worker takes half, at least 1); default: torch's. "
+        "1 on a 2-core machine leaves the worker a core, as a GPU run leaves the CPU idle",
+    )
     prefetch.add_argument(
         "--no-vreason", action="store_true", help="the plain loop instead of V-Reason (k=4)"
     )
