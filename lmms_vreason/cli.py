@@ -30,6 +30,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "lmms_vreason.bench.decode_cost",
         "time per-token decoding and peak memory of V-Reason vs the plain loop",
     ),
+    "bench-media": (
+        "lmms_vreason.bench.media",
+        "media costs: the prefetch worker on vs off; decord vs torchcodec",
+    ),
     "gpu-figures": (
         "lmms_vreason.bench.gpu_figures",
         "the GPU cost figures (7B shape, random weights; --small on CPU)",

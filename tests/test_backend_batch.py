@@ -109,13 +109,13 @@ def test_a_broken_video_fails_alone_and_every_video_is_opened_once(tiny_model_di
     )
     backend.task_dict = {"t": {"test": docs}}
     batches: list[int] = []
-    real_run_batch = backend._run_batch
+    real_decode = backend._decode_inputs
 
-    def counting_run_batch(chats, *args, **kwargs):
-        batches.append(len(chats))
-        return real_run_batch(chats, *args, **kwargs)
+    def counting_decode(inputs, settings, doc_ids):
+        batches.append(len(doc_ids))
+        return real_decode(inputs, settings, doc_ids)
 
-    monkeypatch.setattr(backend, "_run_batch", counting_run_batch)
+    monkeypatch.setattr(backend, "_decode_inputs", counting_decode)
 
     def to_messages(doc):
         return [

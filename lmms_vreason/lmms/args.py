@@ -16,7 +16,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import AliasChoices, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from lmms_vreason.core.settings import VReasonSettings, validation_message
@@ -100,6 +100,12 @@ class BackendArgs(VReasonSettings):
         ge=1,
         description="pixel budget of a whole video (Video-R1's; binds above 900 frames)",
     )
+    prefetch: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="read, resize and process the next batch's videos in a worker process while this "
+        "batch decodes (same inputs, same per-sample media errors); auto: on when the model is on a GPU, "
+        "off on the CPU, where the worker would take the decode loop's cores",
+    )
     system_prompt: str | None = Field(None, description="system prompt; default: the chat template's own")
     stop_tokens: StopTokens = Field(
         "generation_config",
@@ -125,6 +131,12 @@ class BackendArgs(VReasonSettings):
     telemetry_dir: str | None = Field(
         None, description="where telemetry JSONL goes; default: the run's --output_path"
     )
+
+    @field_validator("prefetch", mode="before")
+    @classmethod
+    def _switch_from_bool(cls, value: Any) -> Any:
+        """lmms-eval's ``--model_args`` and YAML configs give ``true``/``false`` as booleans."""
+        return str(value).lower() if isinstance(value, bool) else value
 
     @model_validator(mode="before")
     @classmethod

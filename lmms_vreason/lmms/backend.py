@@ -10,7 +10,8 @@ frame sides rounded to the model's own patch x merge (28 px, 32 on Qwen3-VL).
 Differences from the built-in backends, on purpose: that frame reading; ``until``/``top_k``/
 ``do_sample`` are honoured and unknown generation kwargs are errors; unknown model arguments fail at
 start-up naming the valid ones; a sample whose video cannot be read fails alone (a marked response
-naming the cause) instead of the run, and every sample's media is read once, before batching; the
+naming the cause) instead of the run, and every sample's media is read once, before batching (on a
+GPU the next batch's in a worker process while this one decodes: :mod:`lmms_vreason.lmms.prefetch`); the
 system prompt is the chat template's own unless ``system_prompt`` is given (lmms-eval's ``qwen3_vl``
 always adds "You are a helpful assistant.", which Qwen3-VL's template does not); a response ends at
 every eos id of the checkpoint's generation config, not only the tokenizer's (``stop_tokens``).
@@ -38,7 +39,15 @@ from lmms_vreason.core.decode import DecodeOutput, decode
 from lmms_vreason.core.sampling import cut_at_stop_strings, stopping_criteria
 from lmms_vreason.core.settings import GenerationSettings
 from lmms_vreason.lmms.args import ArgumentError, merge_host_config, parse_model_args
-from lmms_vreason.lmms.media import PROCESSOR_KWARGS, MediaError, SampleMedia, load_sample_media
+from lmms_vreason.lmms.media import (
+    FrameCount,
+    MediaError,
+    MediaRequest,
+    SampleMedia,
+    load_sample_media,
+    processor_inputs,
+)
+from lmms_vreason.lmms.prefetch import MediaPipeline, MediaStats
 from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
 from lmms_vreason.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, ModelFamily, family_named
@@ -162,6 +171,12 @@ class VReasonBackend(lmms):
         self.media_failures = 0
         self.numeric_failures = 0
         self.short_samples = 0
+        # A worker reads the next chunk's videos while this one decodes: on a GPU, where the CPU is
+        # otherwise idle; on the CPU the worker would take the decode loop's own cores.
+        self.prefetch = args.prefetch == "true" or (
+            args.prefetch == "auto" and self.adapter.device.type == "cuda"
+        )
+        self.media_stats = MediaStats()
         if self._rank == 0:
             logger.info(f"{family.backend}: {self.vreason}; videos: {self.frames.describe()}")
         if output_path is not None:  # what only this process knows, for `vreason bundle`
@@ -260,25 +275,7 @@ class VReasonBackend(lmms):
         return load_sample_media(chat, self.frames)
 
     def _inputs(self, chats: list[ChatMessages], media: Sequence[SampleMedia]) -> dict[str, torch.Tensor]:
-        hf_messages = [chat.to_hf_messages() for chat in chats]
-        texts = [
-            self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-            for m in hf_messages
-        ]
-        images = [image for sample in media for image in sample.images]
-        videos = [video for sample in media for video in sample.videos]
-        metadata = [meta for sample in media for meta in sample.metadata]
-        inputs = self.processor(
-            text=texts,
-            images=images or None,
-            videos=videos or None,
-            video_metadata=metadata or None,
-            padding=True,
-            padding_side="left" if len(chats) > 1 else "right",
-            return_tensors="pt",
-            **PROCESSOR_KWARGS,
-        )
-        return dict(inputs)
+        return processor_inputs(self.processor, [MediaRequest.of(chat) for chat in chats], media)
 
     def _stopping_for(self, until: tuple[str, ...]) -> StoppingCriteriaList:
         """EOS + ``until`` criteria, built once per stop-string set (building scans the vocabulary)."""
@@ -297,15 +294,23 @@ class VReasonBackend(lmms):
         chats: list[ChatMessages],
         settings: GenerationSettings,
         doc_ids: Sequence[int],
-        media: Sequence[SampleMedia] | None = None,
     ) -> tuple[DecodeOutput, dict[str, torch.Tensor], float | None]:
-        """Decode ``chats`` together; ``media`` is their loaded visuals (read here when not given)."""
-        if media is None:
-            media = [self._load_media(chat) for chat in chats]
-        inputs = self._inputs(chats, media)
+        """Read ``chats``' media and decode them together."""
+        inputs = self._inputs(chats, [self._load_media(chat) for chat in chats])
+        return self._decode_inputs(inputs, settings, doc_ids)
+
+    def _decode_inputs(
+        self, inputs: dict[str, torch.Tensor], settings: GenerationSettings, doc_ids: Sequence[int]
+    ) -> tuple[DecodeOutput, dict[str, torch.Tensor], float | None]:
+        """Decode processor outputs; the outputs, the inputs (on the device) and the CUDA peak memory."""
         device = self.adapter.device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+            # Prefetched inputs arrive pinned: their copy is queued ahead of the prefill, the host goes on.
+            inputs = {
+                k: v.to(device, non_blocking=v.is_pinned()) if isinstance(v, torch.Tensor) else v
+                for k, v in inputs.items()
+            }
         out = decode(
             self.adapter,
             inputs,
@@ -331,46 +336,49 @@ class VReasonBackend(lmms):
             desc="V-Reason decoding" if self.vreason.controls else "Decoding",
         )
         tokens_out, started = 0, time.perf_counter()
-        for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            _, doc_to_messages, all_gen_kwargs, doc_ids, tasks, splits = zip(*chunk)
-            try:
-                settings = GenerationSettings.from_gen_kwargs(all_gen_kwargs[0])
-            except ValueError as exc:
-                raise ValueError(f"task {tasks[0]}: {exc}") from exc
-            chats = [
-                self._messages(f, d, t, s) for f, d, t, s in zip(doc_to_messages, doc_ids, tasks, splits)
-            ]
-            # Each sample's media is read once, before batching: a broken file fails its own sample
-            # here and the others are decoded together.
-            by_position: dict[int, GenerationResult] = {}
-            loaded: dict[int, SampleMedia] = {}
-            for i, chat in enumerate(chats):
+        # Each sample's media is read once, before batching: a broken file fails its own sample and
+        # the others are decoded together. With prefetch, chunk i+1 is read in a worker process
+        # while chunk i decodes (lmms_vreason.lmms.prefetch); the inputs and errors are the same.
+        pipeline = MediaPipeline(
+            self.processor, self.frames, prefetch=self.prefetch, device=self.adapter.device
+        )
+        with pipeline:
+            chunks = pipeline.chunks(
+                collator.get_batched(n=self.batch_size, batch_fn=None), self._chunk_requests
+            )
+            for chunk, prepared in chunks:
+                _, _, all_gen_kwargs, doc_ids, tasks, _ = zip(*chunk)
                 try:
-                    loaded[i] = self._load_media(chat)
-                except MediaError as exc:
-                    by_position[i] = self._media_failure(exc, tasks[i], doc_ids[i])
-                else:
-                    self._note_short_videos(loaded[i], tasks[i], doc_ids[i])
-            if loaded:
-                keep = list(loaded)
-                out, inputs, peak = self._run_batch(
-                    [chats[i] for i in keep], settings, [doc_ids[i] for i in keep], list(loaded.values())
-                )
-                decoded = self._finish(
-                    out,
-                    inputs,
-                    settings,
-                    [tasks[i] for i in keep],
-                    [doc_ids[i] for i in keep],
-                    peak,
-                    list(loaded.values()),
-                )
-                by_position.update(zip(keep, decoded))
-                tokens_out += sum(r.token_counts.output_tokens or 0 for r in decoded if r.token_counts)
-            results.extend(by_position[i] for i in range(len(chats)))
-            bar.update(len(chats))
-            bar.set_postfix(tok_s=f"{tokens_out / max(time.perf_counter() - started, 1e-9):.1f}")
+                    settings = GenerationSettings.from_gen_kwargs(all_gen_kwargs[0])
+                except ValueError as exc:
+                    raise ValueError(f"task {tasks[0]}: {exc}") from exc
+                by_position = {
+                    i: self._media_failure(exc, tasks[i], doc_ids[i]) for i, exc in prepared.failures.items()
+                }
+                for i in prepared.loaded:
+                    self._note_short_videos(prepared.frame_counts.get(i, []), tasks[i], doc_ids[i])
+                if prepared.inputs is not None:
+                    keep = prepared.loaded
+                    out, inputs, peak = self._decode_inputs(
+                        prepared.inputs, settings, [doc_ids[i] for i in keep]
+                    )
+                    decoded = self._finish(
+                        out,
+                        inputs,
+                        settings,
+                        [tasks[i] for i in keep],
+                        [doc_ids[i] for i in keep],
+                        peak,
+                        [prepared.frame_counts.get(i, []) for i in keep],
+                    )
+                    by_position.update(zip(keep, decoded))
+                    tokens_out += sum(r.token_counts.output_tokens or 0 for r in decoded if r.token_counts)
+                results.extend(by_position[i] for i in range(len(chunk)))
+                bar.update(len(chunk))
+                bar.set_postfix(tok_s=f"{tokens_out / max(time.perf_counter() - started, 1e-9):.1f}")
         bar.close()
+        self.media_stats = pipeline.stats
+        self._log_media_wait(pipeline.stats, time.perf_counter() - started)
         if self.media_failures:
             logger.warning(
                 f"{self.media_failures} sample(s) failed: their video could not be read (see errors above)"
@@ -387,10 +395,24 @@ class VReasonBackend(lmms):
             )
         return collator.get_original(results)
 
-    def _note_short_videos(self, media: SampleMedia, task: str, doc_id: int) -> None:
+    def _chunk_requests(self, chunk: Sequence[tuple[Any, ...]]) -> list[MediaRequest]:
+        """What the media step needs of every request of a chunk (lmms-eval's request arguments)."""
+        return [MediaRequest.of(self._messages(f, d, t, s)) for _, f, _, d, t, s in chunk]
+
+    def _log_media_wait(self, stats: MediaStats, seconds: float) -> None:
+        if self._rank == 0 and stats.chunks:
+            how = (
+                f"prefetched {stats.prefetched} of {stats.chunks} chunks" if self.prefetch else "prefetch off"
+            )
+            logger.info(
+                f"media: the decode loop waited {stats.wait_s:.1f} s of {seconds:.1f} s for videos "
+                f"({stats.wait_s / max(seconds, 1e-9):.0%}; {how})"
+            )
+
+    def _note_short_videos(self, counts: Sequence[FrameCount], task: str, doc_id: int) -> None:
         """One warning per sample whose clip gave fewer frames than the reading asked for (Video-R1 reads
         such clips as they are; docs/method.md §3), counted for the end-of-run summary."""
-        short = media.short_videos
+        short = [count for count in counts if count.short]
         if short:
             self.short_samples += 1
             logger.warning(
@@ -423,11 +445,11 @@ class VReasonBackend(lmms):
         tasks: Sequence[str],
         doc_ids: Sequence[int],
         peak: float | None,
-        media: Sequence[SampleMedia] | None = None,
+        frame_counts: Sequence[Sequence[FrameCount]] | None = None,
     ) -> list[GenerationResult]:
         """One result per request; with an lr grid, the first lr's row (every row goes to the grid file).
 
-        ``media`` (the requests' loaded visuals) gives telemetry the frames asked and read per video."""
+        ``frame_counts`` (per request, per video) gives telemetry the frames asked and read."""
         mask = inputs.get("attention_mask")
         layout = out.layout
         lrs = layout.lrs if layout.lrs is not None else (self.vreason.lr,)
@@ -447,9 +469,9 @@ class VReasonBackend(lmms):
             if self.telemetry is not None:
                 trace = self._trace(out, scored, task, doc_id, n_in, n_out, peak)
                 trace.error = error
-                if media is not None:
-                    trace.frames_asked = [count.asked for count in media[b].frame_counts]
-                    trace.frames_read = [count.read for count in media[b].frame_counts]
+                if frame_counts is not None:
+                    trace.frames_asked = [count.asked for count in frame_counts[b]]
+                    trace.frames_read = [count.read for count in frame_counts[b]]
                 self.telemetry.write(trace)
             if layout.lrs is not None:
                 self.grid_writer.write_all(
