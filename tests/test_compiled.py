@@ -193,3 +193,23 @@ def test_lmms_eval_samples_equal_with_and_without_compile(tmp_path_factory):
     for doc_id, row in eager.items():
         assert response(compiled[doc_id]) == response(row) != ""
         assert compiled[doc_id]["target"] == row["target"]
+
+
+def test_backend_compile_failure_stops_at_start_up(tiny_model_dir, monkeypatch):
+    """compile=true compiles while the backend starts (a warm-up request of the run's mode): a
+    compilation error stops the run there, named, before lmms-eval hands it any request."""
+    from conftest import tiny_backend
+
+    from lmms_vreason.core import step as step_module
+
+    def broken_compile(fn, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no working C++ compiler found")
+
+        return fail
+
+    monkeypatch.setattr(step_module.torch, "compile", broken_compile)
+    with pytest.raises(step_module.CompileError, match="no working C\\+\\+ compiler found"):
+        tiny_backend(tiny_model_dir, compile="true", step_size=2)
+    backend = tiny_backend(tiny_model_dir, compile="auto")  # auto on the CPU: eager, nothing compiled
+    assert backend.compile is False
