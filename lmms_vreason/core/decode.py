@@ -338,7 +338,7 @@ class _Loop:
                 probe.on_logits(step, logits.detach().clone())
             active = ~self.finished
             if self.tracker is not None:
-                if h is None:  # the prefill's logits (and any step the fused path did not track)
+                if h is None:  # step 1: the prefill's logits
                     h = entropy(logits)
                 self._track(step, h, active, optimising, probe)
             with torch.no_grad():

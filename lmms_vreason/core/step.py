@@ -8,9 +8,7 @@ embedding, decoder layers, final norm, LM head; transformers' code does every pi
 * the **trunk**, layers ``0 .. L-2``, always without autograd;
 * the **head**, the last layer, the final norm and the LM head (and the entropy when the loop needs
   it); on an optimising step it runs with the controller spliced into the last layer's values and
-  returns logits and entropy with a graph to ΔV, whose backward therefore covers one layer. Compiled,
-  the LM head's part of that backward comes out of its forward pass, which reads the weight once
-  (:mod:`lmms_vreason.core.fused_head`); eager, autograd does it (the reference).
+  returns logits and entropy with a graph to ΔV, whose backward therefore covers one layer.
 
 A step that does not optimise runs both halves as one function (:meth:`DecoderStep.forward`). With
 ``compile=True`` each function is ``torch.compile``'d with ``fullgraph=True`` (on CUDA
@@ -25,6 +23,7 @@ opens it in the mask, then closes it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,6 @@ from typing import Any
 import torch
 
 from lmms_vreason.core.controller import ValueController
-from lmms_vreason.core.fused_head import chunk_rows, logits_entropy_and_input_grad
 from lmms_vreason.core.kv import StaticKVCache
 from lmms_vreason.core.objective import entropy, switch_loss
 
@@ -40,38 +38,38 @@ COMPILED_BUCKET = 256
 """Cache capacity is rounded up to this in compiled mode, so requests of different lengths share a graph."""
 COMPILED_VIDEO_BUCKET = 64
 """Controlled video tokens per row are padded up to a multiple of this in compiled mode (same reason)."""
-FUSED_CHUNK_BYTES = {False: 4 << 20, True: 16 << 20}
-"""Bytes of LM-head weight per chunk of the compiled optimising step's one pass (CPU, CUDA): the chunk
-is read again from cache (a CPU's L3, a GPU's L2) for the gradient."""
 
 
 @dataclass(frozen=True)
 class OptimisingStep:
-    """What an optimising step returns: logits to sample from, the entropy, NaN/inf rows, and the way
-    back from the objective to ΔV.
-
-    ``fused`` is ``None`` when ``entropy`` carries the autograd graph (eager: autograd does the LM
-    head's backward), else ``stack([x, dH/dx])`` for the final hidden state ``x`` (which carries the
-    graph; compiled: the LM head's backward came out of the forward pass).
-    """
+    """What an optimising step returns: logits to sample from, the entropy (carrying its autograd graph
+    to ΔV through the head), NaN/inf rows, and the way back from the objective to ΔV."""
 
     logits: torch.Tensor
     entropy: torch.Tensor
     broken: torch.Tensor
     delta: torch.Tensor
-    fused: torch.Tensor | None = None
 
     def delta_grad(self, alpha: torch.Tensor) -> torch.Tensor:
-        """The gradient of ``L = -Σ α H`` (Eq. 2) to ΔV."""
+        """The gradient of ``L = -Σ α H`` (Eq. 2) to ΔV (the head's backward, compiled with it)."""
         with torch.enable_grad():
-            if self.fused is None:
-                (grad,) = torch.autograd.grad(switch_loss(self.entropy, alpha), self.delta)
-            else:
-                x, grad_x = self.fused[0], self.fused[1].detach()
-                (grad,) = torch.autograd.grad(
-                    x, self.delta, grad_outputs=-alpha.to(grad_x.dtype)[:, None] * grad_x
-                )
+            (grad,) = torch.autograd.grad(switch_loss(self.entropy, alpha), self.delta)
         return grad
+
+
+# Each DecoderStep compiles its own functions: with isolated caches a second model in the process
+# (a test session, an lr sweep over checkpoints) does not count against the first one's recompile
+# budget. Within one step every (bucket, rows) shape is one graph; a long run meets a handful of
+# buckets, so the limit is raised from dynamo's default of 8 to keep a new bucket from being a
+# hard failure under fullgraph. Older torch (no such arguments) gets the process-wide limit raised.
+_RECOMPILE_LIMIT = 64
+if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
+    _RECOMPILE_SETTINGS: dict[str, Any] = {"isolate_recompiles": True, "recompile_limit": _RECOMPILE_LIMIT}
+else:  # pragma: no cover - torch < 2.12
+    _RECOMPILE_SETTINGS = {}
+    _dynamo_config = torch._dynamo.config
+    _name = "recompile_limit" if hasattr(_dynamo_config, "recompile_limit") else "cache_size_limit"
+    setattr(_dynamo_config, _name, max(getattr(_dynamo_config, _name), _RECOMPILE_LIMIT))
 
 
 class CompileError(RuntimeError):
@@ -118,21 +116,21 @@ def _update(
     return controller.apply_gradient(grad, active, h, values)
 
 
-def _lm_head_vocab_major(parts: DecoderParts) -> None:
-    """Store a wide LM head's weight vocabulary-major (``[hidden, vocab]`` contiguous, seen as the same
-    ``[vocab, hidden]`` parameter), on the CPU.
+def _weights_input_major(parts: DecoderParts) -> None:
+    """Store the decoder's linear weights input-major (``[in, out]`` contiguous, seen as the same
+    ``[out, in]`` parameters), for the compiled step on the CPU.
 
-    A one-token step multiplies ``[1, hidden]`` by ``[hidden, vocab]``; with the weight in its usual
-    ``[vocab, hidden]`` rows the CPU BLAS runs 151,936 short dot products and reads the matrix at a
-    fraction of the memory bandwidth (measured: 2.5x slower at hidden 128, 1.2x at 896); column-major
-    it streams it. Same values, same parameter object for a tied embedding, no extra memory.
+    A one-token step is a chain of matrix-vector products, bound by how fast the weights stream from
+    memory. This CPU's BLAS reads a row-major ``[out, in]`` weight at about 13 GB/s in that product and
+    an input-major one at about 20 GB/s (a plain reduction: 23 GB/s; 48 weights of the 0.5B shape's
+    MLP, far above the cache); for the wide LM head the gap is 2.6x. Same parameter objects (a tied
+    embedding follows), same values, no extra memory; results change only by float rounding.
     """
-    head = parts.lm_head
-    weight = head.weight
-    vocab, hidden = weight.shape
-    if vocab < 8 * hidden or not weight.is_contiguous():
-        return
-    weight.data = weight.data.t().contiguous().t()
+    modules = [m for layer in parts.layers for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    for module in (*modules, parts.lm_head):
+        weight = module.weight
+        if weight.is_contiguous() and weight.dim() == 2:
+            weight.data = weight.data.t().contiguous().t()
 
 
 class _ControlledValues:
@@ -182,19 +180,10 @@ class DecoderStep:
         self._graphs = compile and self.device.type == "cuda"
         if compile:
             if self.device.type == "cpu":
-                _lm_head_vocab_major(parts)
+                _weights_input_major(parts)
             self._forward = self._compiled(self._forward_eager, self._graphs)
             self._trunk = self._compiled(self._trunk_eager, self._graphs)
-            lm_head = parts.lm_head
-            weight = lm_head.weight
-            self._chunk_rows = chunk_rows(
-                weight.shape[0],
-                weight.shape[1],
-                weight.element_size(),
-                FUSED_CHUNK_BYTES[self.device.type == "cuda"],
-            )
-            head = self._head_with_grad_eager if lm_head.bias is not None else self._head_with_fused_lm_head
-            self._head_with_grad = self._compiled(head, self._graphs)
+            self._head_with_grad = self._compiled(self._head_with_grad_eager, self._graphs)
             self.update = self._compiled(_update, self._graphs)
         else:
             self._forward, self._trunk = self._forward_eager, self._trunk_eager
@@ -210,7 +199,7 @@ class DecoderStep:
         skip = getattr(torch.compiler, "skip_guard_on_inbuilt_nn_modules_unsafe", None)
         if skip is not None:
             options["guard_filter_fn"] = skip
-        compiled = torch.compile(fn, fullgraph=True, options=options)
+        compiled = torch.compile(fn, fullgraph=True, options=options, **_RECOMPILE_SETTINGS)
 
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -279,35 +268,10 @@ class DecoderStep:
         cache: StaticKVCache,
         controller: ValueController,
         delta: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Logits, entropy (with its graph), NaN/inf rows: autograd does the LM head's backward."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, their entropy (with its graph to ``delta``) and the NaN/inf rows."""
         logits = self._head(hidden, rope, positions, cache, _ControlledValues(cache, controller, delta))
-        return logits, entropy(logits), _broken(logits.detach()), None
-
-    def _head_with_fused_lm_head(
-        self,
-        hidden: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        positions: torch.Tensor,
-        cache: StaticKVCache,
-        controller: ValueController,
-        delta: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, entropy, NaN/inf rows, and the final hidden state (with its graph to ``delta``) with
-        ``dH/dx``, all from one pass over the LM head (:mod:`lmms_vreason.core.fused_head`)."""
-        parts = self.parts
-        hidden = parts.layers[-1](
-            hidden,
-            attention_mask=cache.mask,
-            position_embeddings=rope,
-            position_ids=positions[0],
-            cache=_ControlledValues(cache, controller, delta),
-            use_cache=True,
-        )
-        cache.close_slot()
-        x = parts.norm(hidden)[:, -1]
-        logits, h, grad_x = logits_entropy_and_input_grad(x.detach(), parts.lm_head.weight, self._chunk_rows)
-        return logits.to(self.device), h, _broken(logits), torch.stack([x, grad_x.to(x.dtype)])
+        return logits, entropy(logits), _broken(logits.detach())
 
     # what the loop calls -------------------------------------------------------------------
     def forward(
@@ -333,8 +297,8 @@ class DecoderStep:
         with torch.no_grad():
             hidden, rope = self._trunk(tokens, positions, cache)
         with torch.enable_grad():
-            logits, h, broken, fused = self._head_with_grad(hidden, rope, positions, cache, controller, delta)
-        return OptimisingStep(logits.detach(), h, broken, delta, fused)
+            logits, h, broken = self._head_with_grad(hidden, rope, positions, cache, controller, delta)
+        return OptimisingStep(logits.detach(), h, broken, delta)
 
     def _new_graph_step(self) -> None:
         if self._graphs:  # CUDA graphs: the previous step's outputs may now be overwritten
