@@ -1,7 +1,8 @@
 """Shared fixtures: tiny random-weight models built once per session, and processed inputs.
 
 ``tiny_model_dir``/``tiny_model``/``tiny_processor``/``tiny_inputs`` are the tiny Qwen2.5-VL. The
-``kit`` fixture runs a test once per model family (Qwen2.5-VL, Qwen3-VL, Qwen2-VL), each family's
+``kit`` fixture runs a test once per model family (Qwen2.5-VL, Qwen3-VL, Qwen2-VL, Qwen3-VL-MoE,
+Qwen3.5, Qwen3.5-MoE), each family's
 tiny model built at most once per session and only when a test asks for it; narrow it with
 ``@pytest.mark.parametrize("kit", [...], indirect=True)``.
 """
@@ -22,7 +23,13 @@ FAMILY_SPECS: dict[str, TinySpec] = {
     # head_dim 32 != hidden/heads (16), as in Qwen3-VL-4B: nothing may derive it from the hidden size.
     "qwen3_vl": TinySpec(family="qwen3_vl", vocab="small", seed=0, head_dim=32),
     "qwen2_vl": TinySpec(family="qwen2_vl", vocab="small", seed=0),
+    "qwen3_vl_moe": TinySpec(family="qwen3_vl_moe", vocab="small", seed=0, head_dim=32),
+    # Hybrid: layers 0-2 Gated-DeltaNet linear attention, layer 3 full attention (the default layout).
+    "qwen3_5": TinySpec(family="qwen3_5", vocab="small", seed=0, head_dim=32),
+    "qwen3_5_moe": TinySpec(family="qwen3_5_moe", vocab="small", seed=0, head_dim=32),
 }
+HYBRID_FAMILIES = ("qwen3_5", "qwen3_5_moe")
+NEW_FAMILIES = ("qwen3_vl_moe", *HYBRID_FAMILIES)
 FAMILIES = tuple(FAMILY_SPECS)
 
 
@@ -42,7 +49,10 @@ class TinyKit:
     def processor(self):
         from transformers import AutoProcessor
 
-        if self.family == "qwen3_vl":  # its own size limits (factor 32); qwen2-style pixel kwargs are not its
+        if self.family in (
+            "qwen3_vl",
+            *NEW_FAMILIES,
+        ):  # its own size limits (factor 32); qwen2-style pixel kwargs are not its
             return AutoProcessor.from_pretrained(self.dir)
         # Pixel limits in the supported ``size`` form: ``min_pixels``/``max_pixels`` would reach every
         # processor call and warn that they go away (transformers 5.23).
@@ -70,6 +80,28 @@ class TinyKit:
 
     def __repr__(self) -> str:
         return self.family
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_linear_attention(request: pytest.FixtureRequest):
+    """Tests on a hybrid (Qwen3.5) kit run torch on one CPU thread.
+
+    Gated-DeltaNet's causal conv is a depthwise ``conv1d``; on this torch (2.14, CPU) it takes about
+    0.2 ms on one thread and 30 ms (float32) to 1 s (float64) on two in these shapes, which would
+    make every hybrid test a minute long. Same results either way (one thread only reorders nothing
+    the tests compare exactly: each reference runs under the same setting).
+    """
+    callspec = getattr(request.node, "callspec", None)
+    family = callspec.params.get("kit") if callspec is not None else None
+    if family not in HYBRID_FAMILIES:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,27 @@ class ModelAdapter:
         model.requires_grad_(False)
         self.config = model.config
         self.video_token_id = int(model.config.video_token_id)
+        text = model.config.get_text_config(decoder=True)
+        self.layer_types: tuple[str, ...] = tuple(
+            getattr(text, "layer_types", None) or ("full_attention",) * text.num_hidden_layers
+        )
+        """Each decoder layer's kind (``full_attention``; hybrid models also ``linear_attention``)."""
         self._steps: dict[bool, DecoderStep] = {}
+
+    def check_controllable(self) -> None:
+        """Fail unless the last decoder layer is full attention: the controller acts on that layer's
+        cached values (docs/method.md §1), and a linear-attention layer caches none. Never another
+        layer instead: that would be another method, chosen silently."""
+        last = self.layer_types[-1]
+        if last == "full_attention":
+            return
+        full = [i for i, kind in enumerate(self.layer_types) if kind == "full_attention"]
+        raise ValueError(
+            f"V-Reason's controller acts on the last decoder layer's cached values, but layer "
+            f"{len(self.layer_types) - 1} of this checkpoint is {last} (it caches no per-token values); "
+            f"full-attention layers: {full or 'none'}. Run it with vreason=false, or use a checkpoint "
+            "whose last layer is full attention"
+        )
 
     @property
     def device(self) -> torch.device:

@@ -216,6 +216,8 @@ def decode(
     """
     started = time.perf_counter()
     vreason = vreason if vreason is not None else PLAIN
+    if vreason.controls:
+        adapter.check_controllable()
     step_fn = adapter.decoder_step(compile=compile)
     max_new = settings.max_new_tokens
     with torch.no_grad():

@@ -11,6 +11,11 @@ happen without another pass over the cache:
 * **expand rows** (an lr grid): every request's cache lands in each of its rows
   (:class:`~lmms_vreason.core.rows.RowLayout`).
 
+Hybrid models (Qwen3.5) also have linear-attention layers, which hold a conv state and a recurrent
+state instead of per-token keys and values. Their states are copied too (every row gets its
+request's states: an lr grid decodes each row on from the same prefill) and are never pruned: the
+prefill has already folded every token into them (docs/method.md §2, "Hybrid attention").
+
 From then on nothing is reallocated: a decode step writes its keys and values at ``slot`` (a device
 tensor, so the step does not change shape or recompile), opens that slot in the 4D attention mask,
 and moves ``slot`` on by one (:meth:`open_slot` / :meth:`close_slot`, called inside the step). The
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers.cache_utils import Cache
+from transformers.cache_utils import Cache, LinearAttentionCacheLayerMixin, LinearAttentionLayer
 
 from lmms_vreason.core.pruning import PrunedCache, kv_layers
 from lmms_vreason.core.rows import RowLayout
@@ -72,11 +77,26 @@ class FixedKVLayer:
         return f"FixedKVLayer({tuple(self.keys.shape)})"
 
 
+def linear_layer_rows(source: LinearAttentionCacheLayerMixin, layout: RowLayout) -> LinearAttentionLayer:
+    """A linear-attention layer's prefilled conv and recurrent states, copied into every row of
+    ``layout`` (new tensors: decode steps update them in place, at fixed addresses)."""
+    layer = LinearAttentionLayer(number_of_states=source.number_of_states)
+    for i in range(source.number_of_states):
+        if source.is_conv_states_initialized[i]:
+            # A fresh layer takes its first conv state as a prefill's: same kernel size, copied.
+            layer.update_conv_state(layout.expand(source.conv_states[i]), i)
+        if source.is_recurrent_states_initialized[i]:
+            layer.update_recurrent_state(layout.expand(source.recurrent_states[i]), i)
+        layer.has_previous_state[i] = source.has_previous_state[i]
+    return layer
+
+
 class StaticKVCache(Cache):
     """Preallocated caches of every layer, the 4D attention mask over them, and the write slot.
 
     Attributes:
-        layers: one :class:`FixedKVLayer` per decoder layer.
+        layers: one :class:`FixedKVLayer` per attention layer, one ``LinearAttentionLayer`` per
+            linear-attention layer (hybrid models), in decoder order.
         full_mask: the attention mask of a one-token step over every slot, ``[rows, 1, 1, capacity]``:
             additive (0 where a slot is attended, the dtype's minimum elsewhere) for eager attention,
             boolean for the other kernels; the step opens the current slot before its layers run.
@@ -86,7 +106,7 @@ class StaticKVCache(Cache):
 
     def __init__(
         self,
-        buffers: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        buffers: Sequence[tuple[torch.Tensor, torch.Tensor] | LinearAttentionLayer],
         mask: torch.Tensor,
         slots: dict[torch.device, torch.Tensor],
         *,
@@ -94,8 +114,12 @@ class StaticKVCache(Cache):
         exact_length: bool,
         masked_prompt: bool,
     ) -> None:
-        layers = [FixedKVLayer(k, v, slots[k.device], self) for k, v in buffers]
+        layers = [
+            b if isinstance(b, LinearAttentionLayer) else FixedKVLayer(b[0], b[1], slots[b[0].device], self)
+            for b in buffers
+        ]
         super().__init__(layers=layers)
+        self.has_linear_layers = len(layers) != len(self.kv_layers)
         self.full_mask = mask
         self._slots = slots
         self.fill = fill
@@ -113,6 +137,11 @@ class StaticKVCache(Cache):
         if self.length is None:
             return self.full_mask
         return self.full_mask[..., : self.length] if self._masked else None
+
+    @property
+    def kv_layers(self) -> list[FixedKVLayer]:
+        """The layers that hold keys and values (all of them, but for a hybrid model's linear ones)."""
+        return [layer for layer in self.layers if isinstance(layer, FixedKVLayer)]
 
     @property
     def capacity(self) -> int:
@@ -144,7 +173,8 @@ class StaticKVCache(Cache):
         """The prefilled cache copied once into buffers with room for ``new_tokens`` more tokens.
 
         Args:
-            prefilled: the prefill's cache (every key/value layer ``[requests, H, L, D]``).
+            prefilled: the prefill's cache (every key/value layer ``[requests, H, L, D]``; linear
+                layers' states ``[requests, ...]``).
             layout: the rows to decode (an lr grid: every request copied into each of its rows).
             new_tokens: tokens the loop may still write (its budget).
             attention_mask: the 2D prefill mask ``[requests, L]`` (``None``: every position attended).
@@ -165,10 +195,13 @@ class StaticKVCache(Cache):
         capacity = round_up(fill + new_tokens, bucket)
         requests, per_request = layout.requests, layout.per_request
         slots: dict[torch.device, torch.Tensor] = {}
-        layers = []
-        if len(sources) != len(prefilled.layers):
-            raise NotImplementedError("caches with layers that hold no keys and values (linear attention)")
-        for source in sources:
+        layers: list[tuple[torch.Tensor, torch.Tensor] | LinearAttentionLayer] = []
+        for source in prefilled.layers:
+            if isinstance(source, LinearAttentionCacheLayerMixin):
+                layers.append(linear_layer_rows(source, layout))
+                continue
+            if getattr(source, "keys", None) is None:
+                raise NotImplementedError(f"a cache layer with neither keys nor linear states: {source!r}")
             device = source.keys.device
             if device not in slots:
                 slots[device] = torch.tensor([fill], dtype=torch.long, device=device)
@@ -208,7 +241,8 @@ class StaticKVCache(Cache):
             masked_prompt=masked_prompt,
         )
         if device.type == "cuda":  # fixed addresses: CUDA graphs replay in place
-            for tensor in (*(t for pair in layers for t in pair), cache.full_mask, *slots.values()):
+            kv = (t for layer in cache.kv_layers for t in (layer.keys, layer.values))
+            for tensor in (*kv, cache.full_mask, *slots.values()):
                 torch._dynamo.mark_static_address(tensor)
         return cache
 
@@ -224,7 +258,12 @@ class StaticKVCache(Cache):
             self.length += 1
 
     def rewind(self, steps: int = 1) -> None:
-        """Move the write slot back by ``steps`` (their slots are written again by the next steps)."""
+        """Move the write slot back by ``steps`` (their slots are written again by the next steps).
+
+        Not for hybrid models: a linear layer's recurrent state has absorbed those steps for good.
+        """
+        if self.has_linear_layers:
+            raise NotImplementedError("a cache with linear-attention layers cannot be rewound")
         for slot in self._slots.values():
             slot.sub_(steps)
         if self.length is not None:
@@ -234,4 +273,6 @@ class StaticKVCache(Cache):
         return int(self.slot)
 
     def __repr__(self) -> str:
-        return f"StaticKVCache(rows={self.rows}, capacity={self.capacity}, layers={len(self.layers)})"
+        linear = len(self.layers) - len(self.kv_layers)
+        extra = f", linear layers={linear}" if linear else ""
+        return f"StaticKVCache(rows={self.rows}, capacity={self.capacity}, layers={len(self.layers)}{extra})"

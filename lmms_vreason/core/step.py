@@ -86,10 +86,15 @@ class DecoderParts:
     norm: torch.nn.Module
     lm_head: torch.nn.Module
     attn_implementation: str
+    linear: tuple[bool, ...] = ()
+    """Per layer: a linear-attention layer (hybrid models), which takes no attention mask in a
+    one-token step (as in transformers' own forward: a generated token is never padding); empty:
+    none is."""
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> DecoderParts:
         text = model.model.language_model
+        layer_types = getattr(text.config, "layer_types", None) or ()
         return cls(
             embed_tokens=text.embed_tokens,
             rotary_emb=text.rotary_emb,
@@ -97,7 +102,11 @@ class DecoderParts:
             norm=text.norm,
             lm_head=model.lm_head,
             attn_implementation=text.config._attn_implementation or "eager",
+            linear=tuple(t == "linear_attention" for t in layer_types),
         )
+
+    def is_linear(self, index: int) -> bool:
+        return bool(self.linear) and self.linear[index]
 
 
 def _broken(logits: torch.Tensor) -> torch.Tensor:
@@ -223,10 +232,11 @@ class DecoderStep:
         cache.open_slot()
         hidden = parts.embed_tokens(tokens[:, None])
         rope = parts.rotary_emb(hidden, positions[1:])
-        for layer in parts.layers[:-1]:
+        mask = cache.mask
+        for index, layer in enumerate(parts.layers[:-1]):
             hidden = layer(
                 hidden,
-                attention_mask=cache.mask,
+                attention_mask=None if parts.is_linear(index) else mask,
                 position_embeddings=rope,
                 position_ids=positions[0],
                 cache=cache,
@@ -242,9 +252,10 @@ class DecoderStep:
         cache: StaticKVCache,
         layer_cache: Any,
     ) -> torch.Tensor:
+        last = len(self.parts.layers) - 1
         hidden = self.parts.layers[-1](
             hidden,
-            attention_mask=cache.mask,
+            attention_mask=None if self.parts.is_linear(last) else cache.mask,
             position_embeddings=rope,
             position_ids=positions[0],
             cache=layer_cache,

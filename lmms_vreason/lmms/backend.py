@@ -2,7 +2,8 @@
 
 One backend class, :class:`VReasonBackend`, serves every model family; each lmms-eval model id is a
 subclass that only names its :class:`~lmms_vreason.models.families.ModelFamily`
-(``qwen2_5_vl_vreason``, ``qwen3_vl_vreason``, ``qwen2_vl_vreason``). It turns lmms-eval chat
+(``qwen2_5_vl_vreason``, ``qwen3_vl_vreason``, ``qwen2_vl_vreason``, ``qwen3_vl_moe_vreason``,
+``qwen3_5_vreason``, ``qwen3_5_moe_vreason``). It turns lmms-eval chat
 requests into the family's processor inputs, runs our decode loop, and returns
 ``GenerationResult``s. Videos are read as Video-R1's evaluation reads them (2 fps within [4, 32]
 frames, per-frame pixels 128*28*28 upscaled or capped; :mod:`lmms_vreason.media.protocol`), with
@@ -50,7 +51,16 @@ from lmms_vreason.lmms.media import (
 from lmms_vreason.lmms.prefetch import MediaPipeline, MediaStats
 from lmms_vreason.lmms.run_output import check_writable, running_output_path
 from lmms_vreason.models import adapter_for
-from lmms_vreason.models.families import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, ModelFamily, family_named
+from lmms_vreason.models.families import (
+    QWEN2_5_VL,
+    QWEN2_VL,
+    QWEN3_5,
+    QWEN3_5_MOE,
+    QWEN3_VL,
+    QWEN3_VL_MOE,
+    ModelFamily,
+    family_named,
+)
 from lmms_vreason.provenance import run_info, write_run_info
 from lmms_vreason.telemetry import GridResponse, GridResponseWriter, SampleTrace, TelemetryWriter
 
@@ -547,3 +557,21 @@ class Qwen2_VL_VReason(VReasonBackend):
     """Qwen2-VL with V-Reason (``--model qwen2_vl_vreason``)."""
 
     family = QWEN2_VL
+
+
+class Qwen3_VL_Moe_VReason(VReasonBackend):
+    """Qwen3-VL-MoE with V-Reason (``--model qwen3_vl_moe_vreason``)."""
+
+    family = QWEN3_VL_MOE
+
+
+class Qwen3_5_VReason(VReasonBackend):
+    """Qwen3.5 (dense) with V-Reason (``--model qwen3_5_vreason``)."""
+
+    family = QWEN3_5
+
+
+class Qwen3_5_Moe_VReason(VReasonBackend):
+    """Qwen3.5-MoE with V-Reason (``--model qwen3_5_moe_vreason``)."""
+
+    family = QWEN3_5_MOE

@@ -2,8 +2,9 @@
 
 lmms-eval calls :func:`manifests` when it builds its model registry (on importing
 ``lmms_eval.models``, before any task is resolved) and registers every manifest it returns: one
-per model family (``qwen2_5_vl_vreason``, ``qwen3_vl_vreason``, ``qwen2_vl_vreason``) from one entry
-point. That is the plugin's one registration moment, so it also makes lmms-eval's ``TaskManager``
+per model family (``qwen2_5_vl_vreason``, ``qwen3_vl_vreason``, ``qwen2_vl_vreason``,
+``qwen3_vl_moe_vreason``, ``qwen3_5_vreason``, ``qwen3_5_moe_vreason``) from one entry point.
+That is the plugin's one registration moment, so it also makes lmms-eval's ``TaskManager``
 index our task directory, so that ``lmms-eval --model qwen3_vl_vreason --tasks mmvu`` works with no
 ``--include_path``.
 """
@@ -18,6 +19,9 @@ CHAT_CLASS_PATHS: Mapping[str, str] = MappingProxyType(
         "qwen2_5_vl_vreason": "lmms_vreason.lmms.backend.Qwen2_5_VL_VReason",
         "qwen3_vl_vreason": "lmms_vreason.lmms.backend.Qwen3_VL_VReason",
         "qwen2_vl_vreason": "lmms_vreason.lmms.backend.Qwen2_VL_VReason",
+        "qwen3_vl_moe_vreason": "lmms_vreason.lmms.backend.Qwen3_VL_Moe_VReason",
+        "qwen3_5_vreason": "lmms_vreason.lmms.backend.Qwen3_5_VReason",
+        "qwen3_5_moe_vreason": "lmms_vreason.lmms.backend.Qwen3_5_Moe_VReason",
     }
 )
 """The backend class of each lmms-eval model id (one per model family; a test checks they agree)."""

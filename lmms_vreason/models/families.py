@@ -1,4 +1,5 @@
-"""The supported model families: what differs between Qwen2-VL, Qwen2.5-VL and Qwen3-VL, in one place.
+"""The supported model families: what differs between Qwen2-VL, Qwen2.5-VL, Qwen3-VL (dense and MoE)
+and Qwen3.5 (dense and MoE), in one place.
 
 A :class:`ModelFamily` is a plain description (no torch import, so argument validation and experiment
 configs can use it without loading anything): the lmms-eval model id of its V-Reason backend, the
@@ -70,7 +71,34 @@ QWEN2_VL = ModelFamily(
     adapter="lmms_vreason.models.qwen2_vl:Qwen2VLAdapter",
 )
 
-FAMILIES: Mapping[str, ModelFamily] = MappingProxyType({f.name: f for f in (QWEN2_5_VL, QWEN3_VL, QWEN2_VL)})
+QWEN3_VL_MOE = ModelFamily(
+    name="qwen3_vl_moe",
+    label="Qwen3-VL-MoE",
+    backend="qwen3_vl_moe_vreason",
+    builtin_backend="qwen3_vl",  # lmms-eval's qwen3_vl loads the MoE class when is_moe=true
+    default_pretrained="Qwen/Qwen3-VL-30B-A3B-Instruct",
+    adapter="lmms_vreason.models.qwen3_vl_moe:Qwen3VLMoeAdapter",
+)
+QWEN3_5 = ModelFamily(
+    name="qwen3_5",
+    label="Qwen3.5",
+    backend="qwen3_5_vreason",
+    builtin_backend="qwen3_5",
+    default_pretrained="Qwen/Qwen3.5-9B",
+    adapter="lmms_vreason.models.qwen3_5:Qwen3_5Adapter",
+)
+QWEN3_5_MOE = ModelFamily(
+    name="qwen3_5_moe",
+    label="Qwen3.5-MoE",
+    backend="qwen3_5_moe_vreason",
+    builtin_backend="qwen3_5",  # with is_moe=true
+    default_pretrained="Qwen/Qwen3.5-35B-A3B",
+    adapter="lmms_vreason.models.qwen3_5_moe:Qwen3_5MoeAdapter",
+)
+
+FAMILIES: Mapping[str, ModelFamily] = MappingProxyType(
+    {f.name: f for f in (QWEN2_5_VL, QWEN3_VL, QWEN2_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE)}
+)
 """Every supported family by ``config.model_type``; the first is the project's default."""
 DEFAULT_FAMILY = QWEN2_5_VL
 

