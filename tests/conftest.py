@@ -91,7 +91,9 @@ class TinyKit:
 
     @cached_property
     def model_f64(self):
-        return load_model(self.dir, torch.float64)
+        # transformers' default MoE kernel (grouped_mm) takes no float64; the eager loop over experts does.
+        extra = {"experts_implementation": "eager"} if self.family in MOE_FAMILIES else {}
+        return load_model(self.dir, torch.float64, **extra)
 
     @cached_property
     def inputs(self) -> dict:
@@ -221,11 +223,13 @@ def with_token_as_endoftext(model_dir: Path, out_dir: Path, token_id: int) -> Pa
     return out_dir
 
 
-def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
+def load_model(path: Path, dtype: torch.dtype = torch.float32, attn: str = "eager", **kwargs):
     """A tiny checkpoint of any family (its ``...ForConditionalGeneration`` class)."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn).eval()
+    return AutoModelForImageTextToText.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn, **kwargs
+    ).eval()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ The reference recomputes the whole sequence (prompt + generated tokens) from scr
 the last layer's video values replaced by Eq. 1 through a hook on ``v_proj`` (written here
 independently of the package), and differentiates the last position's entropy with autograd. The
 reference builds its own positions (the model's, from the full sequence), so it also checks each
-family adapter's positions; for Qwen3-VL it also runs DeepStack over the whole sequence again.
+family adapter's positions; for Qwen3-VL it also runs DeepStack over the whole sequence again, and
+for Qwen3.5 its linear-attention layers over the whole sequence (chunked, not step by step).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from lmms_vreason.models import adapter_for
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
 VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+HYBRID = ("qwen3_5", "qwen3_5_moe")
+"""Qwen3.5's RMSNorms (``x.float()``) and Gated-DeltaNet (its decay gate and transformers' reference
+delta-rule kernels) compute in float32 even in a float64 model, so the cached step-by-step path and
+the full chunked forward, both exact, agree to float32 rounding there: relative 1e-6 on the gradient
+(seen: 1.2e-7) and 1e-7 on the entropy, against 1e-8 and 1e-10 for the all-float64 families."""
 """What the processor gives a family's full forward besides ids and token types (Qwen2.5-VL: all)."""
 
 
@@ -66,8 +72,19 @@ def _reference_grad(model, inputs, generated, step, delta, alpha, scope_dims):
     return d_leaf.grad, float(h.detach())
 
 
-@pytest.mark.parametrize("kit", ["qwen2_5_vl", "qwen3_vl"], indirect=True)
-@pytest.mark.parametrize(("scope", "dims"), [("block", (1, 2, 3)), ("head", (2, 3)), ("token", (1, 3))])
+SCOPES = [("block", (1, 2, 3)), ("head", (2, 3)), ("token", (1, 3))]
+
+
+@pytest.mark.parametrize(
+    ("kit", "scope", "dims"),
+    [
+        *[(family, scope, dims) for family in ("qwen2_5_vl", "qwen3_vl") for scope, dims in SCOPES],
+        # Hybrid: the full-attention last layer after three linear layers (their recurrent states
+        # carry the prompt); MoE: the gradient through the routed MLPs of the last layer.
+        *[(family, "block", (1, 2, 3)) for family in ("qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")],
+    ],
+    indirect=["kit"],
+)
 def test_delta_v_gradient_matches_full_autograd(kit, scope, dims):
     model = kit.model_f64
     rec = GradRecorder()
@@ -83,9 +100,10 @@ def test_delta_v_gradient_matches_full_autograd(kit, scope, dims):
     for step, delta, grad, alpha, h in rec.records[1:]:  # from the 2nd opt step on, ΔV != 0
         assert delta.abs().max() > 0
         ref, ref_h = _reference_grad(model, kit.inputs, generated, step, delta, alpha, dims)
-        assert abs(ref_h - h) <= 1e-10 * abs(ref_h)
+        h_tol, grad_tol = (1e-7, 1e-6) if kit.family in HYBRID else (1e-10, 1e-8)
+        assert abs(ref_h - h) <= h_tol * abs(ref_h)
         rel = (grad - ref).norm() / ref.norm()
-        assert rel < 1e-8, f"step {step}: relative gradient error {rel:.2e}"
+        assert rel < grad_tol, f"step {step}: relative gradient error {rel:.2e}"
 
 
 def test_no_parameter_gradients_and_no_graph_left(tiny_model, tiny_inputs):
