@@ -9,11 +9,13 @@ from transformers.cache_utils import DynamicLayer
 
 from lmms_vreason.core.controller import ValueController
 from lmms_vreason.core.decode import decode
-from lmms_vreason.core.pruning import keep_count, prune_video_tokens
+from lmms_vreason.core.pruning import keep_count, kv_layers, prune_video_tokens, video_token_scores
 from lmms_vreason.core.settings import GenerationSettings, VReasonSettings
 from lmms_vreason.models.qwen2_5_vl import Qwen2_5_VLAdapter
 
-LITE_FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+LITE_FAMILIES = ["qwen2_5_vl", "qwen3_vl", "qwen3_5", "qwen3_5_moe", "qwen3_vl_moe"]
+"""Hybrid (Qwen3.5): pruning drops K/V of the full-attention layers only; the reference masks the
+dropped positions in those layers (the model's 2D mask reaches only them in a one-token step)."""
 
 STEPS = 16
 
@@ -70,7 +72,7 @@ def test_pruned_decoding_equals_masked_attention(kit, with_delta, keep_ratio):
 
     # Reference: full cache, dropped positions masked out of attention, same positions.
     cache_r, pos_r, logits_r = _prefill(dec, tiny_inputs)
-    mask = torch.ones(1, cache_r.get_seq_length(), dtype=torch.long)
+    mask = torch.ones(1, kv_layers(cache_r)[0].keys.shape[2], dtype=torch.long)
     mask[0, pruned.dropped_positions[0]] = 0
     if with_delta:
         layer = cache_r.layers[-1]
@@ -89,6 +91,30 @@ def test_pruned_decoding_equals_masked_attention(kit, with_delta, keep_ratio):
     # Sensitivity: the pruned cache must differ from the unpruned, unmasked one.
     cache_u, pos_u, logits_u = _prefill(dec, tiny_inputs)
     assert (_greedy(dec, cache_u, pos_u, logits_u) - want).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("kit", ["qwen3_5", "qwen3_5_moe"], indirect=True)
+def test_hybrid_scores_are_full_attention_value_norms_and_linear_states_stay(kit):
+    """Scores: the mean over the full-attention layers (by ``config.layer_types``) and KV heads of each
+    video token's value norm; the linear layers' states are not touched by pruning."""
+    dec, tiny_inputs = kit.adapter(), kit.inputs
+    video = dec.video_positions(tiny_inputs["input_ids"])
+    cache, _, _ = _prefill(dec, tiny_inputs)
+    types = kit.model.config.text_config.layer_types
+    full = [cache.layers[i] for i, kind in enumerate(types) if kind == "full_attention"]
+    linear = [cache.layers[i] for i, kind in enumerate(types) if kind == "linear_attention"]
+    assert len(full) == 1 and len(linear) == 3  # the tiny layout: 3 linear layers, then full attention
+    want = torch.stack([layer.values[0][:, video[0]].norm(dim=-1).mean(dim=0) for layer in full]).mean(dim=0)
+    torch.testing.assert_close(video_token_scores(cache, video)[0], want, rtol=1e-6, atol=0)
+    states = [(layer.conv_states[0].clone(), layer.recurrent_states[0].clone()) for layer in linear]
+    length = full[0].keys.shape[2]
+    kv_bytes = sum(2 * layer.keys.numel() * layer.keys.element_size() for layer in full)
+    pruned = prune_video_tokens(cache, video, 0.5)
+    assert full[0].keys.shape[2] == length - pruned.dropped_positions.shape[1] < length
+    for layer, (conv, recurrent) in zip(linear, states, strict=True):
+        assert torch.equal(layer.conv_states[0], conv) and torch.equal(layer.recurrent_states[0], recurrent)
+    # Bytes: the full-attention layers' K/V only (linear states are not per token).
+    assert pruned.kv_bytes_before == kv_bytes
 
 
 @pytest.mark.parametrize("kit", LITE_FAMILIES, indirect=True)

@@ -4,6 +4,11 @@ After prefill, every video token is scored by the mean L2 norm of its value vect
 key/value layers and KV heads; the top ``keep_ratio`` per sample stay, the rest leave the keys and values of **all**
 layers. Later tokens keep their original RoPE positions (the decode loop tracks positions itself)
 and attend over the shorter cache, so pruning equals masking the dropped positions out of attention.
+
+On a hybrid model (Qwen3.5) "key/value layers" are its full-attention layers (:func:`kv_layers`):
+its linear-attention layers hold no per-token state (the prefill folded the video into their
+recurrent states), so they are neither scored nor pruned, and pruning equals masking the dropped
+positions in the full-attention layers only (docs/method.md §2, "Hybrid attention").
 """
 
 from __future__ import annotations
