@@ -17,7 +17,7 @@ from lmms_eval.protocol import ChatMessages
 from lmms_vreason.experiments.configs import MODEL_ARG_VALIDATORS, config_from_mapping
 from lmms_vreason.lmms.args import ArgumentError, BackendArgs, args_schema, parse_model_args
 from lmms_vreason.lmms.plugin import CHAT_CLASS_PATHS, manifests
-from lmms_vreason.models import FAMILIES, adapter_for, family_named
+from lmms_vreason.models import FAMILIES, adapter_for, family_named, family_of_backend
 from lmms_vreason.testing.fixtures import FPS, write_video
 
 BACKENDS = [family.backend for family in FAMILIES.values()]
@@ -69,7 +69,7 @@ def test_lmms_eval_registers_every_family_backend_from_the_one_entry_point():
 
 
 def test_adapter_follows_the_model_type(tiny_kits):
-    for family in ("qwen2_5_vl", "qwen3_vl"):
+    for family in ("qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"):
         adapter = adapter_for(tiny_kits[family].model)
         assert type(adapter) is family_named(family).adapter_class()
     assert "second_per_grid_ts" not in family_named("qwen3_vl").adapter_class().prefill_only_inputs
@@ -95,6 +95,45 @@ def test_a_checkpoint_of_another_family_is_refused_before_loading(tiny_model_dir
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", never)
     with pytest.raises(ArgumentError, match="qwen3_vl_vreason runs Qwen3-VL.*--model qwen2_5_vl_vreason"):
         Qwen3_VL_VReason(pretrained=str(tiny_model_dir), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("backend", "checkpoint", "right"),
+    [
+        ("qwen3_5_vreason", "qwen3_vl", "qwen3_vl_vreason"),
+        ("qwen3_5_vreason", "qwen3_5_moe", "qwen3_5_moe_vreason"),
+        ("qwen3_vl_moe_vreason", "qwen3_5", "qwen3_5_vreason"),
+        ("qwen3_vl_vreason", "qwen3_vl_moe", "qwen3_vl_moe_vreason"),
+    ],
+)
+def test_new_family_checkpoints_are_refused_under_another_model(
+    tiny_kits, monkeypatch, backend, checkpoint, right
+):
+    from lmms_eval.models import get_model
+    from transformers import AutoModelForImageTextToText
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights loaded")
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", never)
+    label = family_of_backend(backend).label
+    with pytest.raises(ArgumentError, match=f"{backend} runs {label} checkpoints.*--model {right}$"):
+        get_model(backend)(pretrained=str(tiny_kits[checkpoint].dir), device="cpu")
+
+
+def test_a_hybrid_checkpoint_whose_last_layer_is_linear_attention_is_refused_at_start_up(tmp_path):
+    """The controller is never moved silently to another layer; with V-Reason off the checkpoint runs."""
+    from lmms_vreason.lmms.backend import Qwen3_5_VReason
+    from lmms_vreason.testing.tiny import TinySpec, build_tiny_model
+
+    path = build_tiny_model(tmp_path / "q35_3", TinySpec(family="qwen3_5", layers=3, head_dim=32))
+    with pytest.raises(
+        ArgumentError,
+        match=r"qwen3_5_vreason: .*layer 2 of this checkpoint is linear_attention .*full-attention layers: none",
+    ):
+        Qwen3_5_VReason(pretrained=str(path), device="cpu")
+    plain = Qwen3_5_VReason(pretrained=str(path), device="cpu", vreason="false")
+    assert plain.adapter.layer_types == ("linear_attention",) * 3
 
 
 def test_qwen3_vl_frames_keep_their_sampling_and_real_timestamps(tiny3_model_dir, tmp_path):
@@ -133,7 +172,9 @@ def test_qwen3_vl_frames_keep_their_sampling_and_real_timestamps(tiny3_model_dir
     assert (runs > 1).sum() == t - 1  # one run of video tokens per temporal patch
 
 
-@pytest.mark.parametrize("kit", ["qwen3_vl", "qwen2_vl"], indirect=True)
+@pytest.mark.parametrize(
+    "kit", ["qwen3_vl", "qwen2_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"], indirect=True
+)
 def test_each_family_backend_decodes_its_media_like_generate(kit, tmp_path):
     """Request -> the family's media pipeline -> our loop (V-Reason off) equals ``generate`` on those inputs.
 
@@ -145,7 +186,7 @@ def test_each_family_backend_decodes_its_media_like_generate(kit, tmp_path):
     cls = next(c for c in VReasonBackend.__subclasses__() if c.family.name == kit.family)
     backend = tiny_backend(kit.dir, cls, max_pixels=48 * 32 * 32, min_pixels=4 * 32 * 32, vreason=False)
     chat = video_chat(random_video(tmp_path / "clip.mp4", 8, 96, 128, seed=1))
-    assert backend.frames.factor == {"qwen3_vl": 32}.get(kit.family, 28)  # the processor's patch x merge
+    assert backend.frames.factor == (28 if kit.family == "qwen2_vl" else 32)  # the processor's patch x merge
     out, inputs, _ = backend._run_batch([chat], GenerationSettings(max_new_tokens=8), [0])
     ref = backend.model.generate(**inputs, max_new_tokens=8, do_sample=False, eos_token_id=None)
     assert out.sequences[0] == ref[0, inputs["input_ids"].shape[1] :].tolist()[: len(out.sequences[0])]

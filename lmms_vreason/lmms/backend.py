@@ -165,6 +165,11 @@ class VReasonBackend(lmms):
         self.processor = AutoProcessor.from_pretrained(args.pretrained)
         self._tokenizer = self.processor.tokenizer
         self.adapter = adapter_for(self._model)
+        if self.vreason.controls:  # a hybrid checkpoint whose last layer caches no values
+            try:
+                self.adapter.check_controllable()
+            except ValueError as exc:
+                raise ArgumentError(f"{family.backend}: {exc}") from exc
         video_processor = self.processor.video_processor
         self.frames = args.frame_settings(
             factor=video_processor.patch_size * video_processor.merge_size,
