@@ -107,6 +107,12 @@ class BackendArgs(VReasonSettings):
         "off on the CPU, where the worker would take the decode loop's cores",
     )
     system_prompt: str | None = Field(None, description="system prompt; default: the chat template's own")
+    enable_thinking: bool = Field(
+        False,
+        description="Qwen3.5 only: the chat template's native thinking mode; off: the template's non-thinking "
+        "prompt and the task's own <think>/<answer> request is the protocol; on: the prompt opens a think "
+        "block, the response keeps it and scoring reads the first <answer> after it",
+    )
     stop_tokens: StopTokens = Field(
         "generation_config",
         description="which token ids end a response: every id of the checkpoint's "

@@ -64,6 +64,9 @@ from lmms_vreason.models.families import (
 from lmms_vreason.provenance import run_info, write_run_info
 from lmms_vreason.telemetry import GridResponse, GridResponseWriter, SampleTrace, TelemetryWriter
 
+THINK_OPEN = "<think>\n"
+"""What a thinking-mode generation prompt ends with (Qwen3.5's template); the response keeps it."""
+
 _DTYPES = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
@@ -165,6 +168,7 @@ class VReasonBackend(lmms):
         self.processor = AutoProcessor.from_pretrained(args.pretrained)
         self._tokenizer = self.processor.tokenizer
         self.adapter = adapter_for(self._model)
+        self.template_kwargs, self.response_prefix = self._thinking_mode()
         if self.vreason.controls:  # a hybrid checkpoint whose last layer caches no values
             try:
                 self.adapter.check_controllable()
@@ -208,6 +212,37 @@ class VReasonBackend(lmms):
             )
         if self.compile:
             self._warm_up()
+
+    def _thinking_mode(self) -> tuple[dict[str, Any], str]:
+        """The chat template's thinking variables and the text every response starts with
+        (README, "Thinking mode").
+
+        A family with a native thinking mode (Qwen3.5) always gets ``enable_thinking`` explicitly:
+        off (default), its template's non-thinking prompt (an empty think block the model does not
+        write); on, a prompt that ends by opening a think block, which the response then keeps
+        (``<think>\n`` + the generated text), so lmms-eval's reasoning-tag filter and the tasks'
+        first-``<answer>`` rule see the native block closed. Other families take no such argument.
+        """
+        if not self.family.native_thinking:
+            if self.args.enable_thinking:
+                raise ArgumentError(
+                    f"enable_thinking: {self.family.label}'s chat template has no thinking mode "
+                    f"(families with one: Qwen3.5, Qwen3.5-MoE)"
+                )
+            return {}, ""
+        kwargs = {"enable_thinking": self.args.enable_thinking}
+        if not self.args.enable_thinking:
+            return kwargs, ""
+        probe = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
+        prompt = self.processor.apply_chat_template(
+            probe, tokenize=False, add_generation_prompt=True, **kwargs
+        )
+        if not prompt.endswith(THINK_OPEN):
+            raise ArgumentError(
+                f"enable_thinking=true: this checkpoint's chat template does not open a think block "
+                f"(its generation prompt ends {prompt[-24:]!r}, not {THINK_OPEN!r})"
+            )
+        return kwargs, THINK_OPEN
 
     def _warm_up(self) -> None:
         """Compile the decode step now, on a synthetic request of this run's mode: a compilation
@@ -290,7 +325,10 @@ class VReasonBackend(lmms):
         return load_sample_media(chat, self.frames)
 
     def _inputs(self, chats: list[ChatMessages], media: Sequence[SampleMedia]) -> dict[str, torch.Tensor]:
-        return processor_inputs(self.processor, [MediaRequest.of(chat) for chat in chats], media)
+        return processor_inputs(self.processor, [self._request(chat) for chat in chats], media)
+
+    def _request(self, chat: ChatMessages) -> MediaRequest:
+        return MediaRequest.of(chat, self.template_kwargs)
 
     def _stopping_for(self, until: tuple[str, ...]) -> StoppingCriteriaList:
         """EOS + ``until`` criteria, built once per stop-string set (building scans the vocabulary)."""
@@ -412,7 +450,7 @@ class VReasonBackend(lmms):
 
     def _chunk_requests(self, chunk: Sequence[tuple[Any, ...]]) -> list[MediaRequest]:
         """What the media step needs of every request of a chunk (lmms-eval's request arguments)."""
-        return [MediaRequest.of(self._messages(f, d, t, s)) for _, f, _, d, t, s in chunk]
+        return [self._request(self._messages(f, d, t, s)) for _, f, _, d, t, s in chunk]
 
     def _log_media_wait(self, stats: MediaStats, seconds: float) -> None:
         if self._rank == 0 and stats.chunks:
@@ -515,7 +553,7 @@ class VReasonBackend(lmms):
         text = self._tokenizer.decode(
             out.sequences[row], skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        return cut_at_stop_strings(text, settings.until), None
+        return self.response_prefix + cut_at_stop_strings(text, settings.until), None
 
     def _trace(
         self, out: DecodeOutput, b: int, task: str, doc_id: int, n_in: int, n_out: int, peak: float | None

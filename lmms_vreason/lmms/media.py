@@ -81,9 +81,13 @@ class MediaRequest:
 
     hf_messages: list[dict[str, Any]]
     visuals: list[Visual]
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra variables of the chat template (Qwen3.5: ``enable_thinking``)."""
 
     @classmethod
-    def of(cls, chat: ChatMessages | MediaRequest) -> MediaRequest:
+    def of(
+        cls, chat: ChatMessages | MediaRequest, template_kwargs: dict[str, Any] | None = None
+    ) -> MediaRequest:
         if isinstance(chat, MediaRequest):
             return chat
         visuals = [
@@ -97,7 +101,9 @@ class MediaRequest:
             for content in message.content
             if content.type != "text"
         ]
-        return cls(hf_messages=chat.to_hf_messages(), visuals=visuals)
+        return cls(
+            hf_messages=chat.to_hf_messages(), visuals=visuals, template_kwargs=dict(template_kwargs or {})
+        )
 
     def describe(self) -> str:
         """The files it names (for a message about the whole sample)."""
@@ -134,7 +140,9 @@ def processor_inputs(
 ) -> dict[str, torch.Tensor]:
     """The processor's model inputs for ``requests`` decoded together (left-padded when several)."""
     texts = [
-        processor.apply_chat_template(request.hf_messages, tokenize=False, add_generation_prompt=True)
+        processor.apply_chat_template(
+            request.hf_messages, tokenize=False, add_generation_prompt=True, **request.template_kwargs
+        )
         for request in requests
     ]
     images = [image for sample in media for image in sample.images]

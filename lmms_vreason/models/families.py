@@ -39,6 +39,9 @@ class ModelFamily:
     """Checkpoint loaded when ``pretrained`` is not given."""
     adapter: str
     """Import path (``module:Class``) of the family's :class:`~lmms_vreason.core.adapter.ModelAdapter`."""
+    native_thinking: bool = False
+    """Its chat template has a thinking mode (``enable_thinking``; Qwen3.5): the backend's
+    ``enable_thinking`` argument chooses it, off by default."""
 
     def adapter_class(self) -> type[ModelAdapter]:
         """The adapter class (imported on first use: it needs torch)."""
@@ -86,6 +89,7 @@ QWEN3_5 = ModelFamily(
     builtin_backend="qwen3_5",
     default_pretrained="Qwen/Qwen3.5-9B",
     adapter="lmms_vreason.models.qwen3_5:Qwen3_5Adapter",
+    native_thinking=True,
 )
 QWEN3_5_MOE = ModelFamily(
     name="qwen3_5_moe",
@@ -94,6 +98,7 @@ QWEN3_5_MOE = ModelFamily(
     builtin_backend="qwen3_5",  # with is_moe=true
     default_pretrained="Qwen/Qwen3.5-35B-A3B",
     adapter="lmms_vreason.models.qwen3_5_moe:Qwen3_5MoeAdapter",
+    native_thinking=True,
 )
 
 FAMILIES: Mapping[str, ModelFamily] = MappingProxyType(
