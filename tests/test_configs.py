@@ -57,8 +57,9 @@ def test_every_shipped_config_validates(shipped: dict[str, ExperimentConfig]) ->
     # One config per file, or one per lr of a file's lr_grid.
     expected = sum(len(yaml.safe_load(f.read_text()).get("lr_grid", [None])) for f in files)
     assert len(shipped) == expected >= 80
-    # 26 single paper settings + 6 lr grids (the grid members are not files) + 3 Qwen3-VL extensions
-    assert len(files) == 35
+    # 26 single paper settings + 6 lr grids (the grid members are not files) + 3 Qwen3-VL and 3
+    # Qwen3.5 extensions
+    assert len(files) == 38
     for config in shipped.values():
         assert config.reproduces.strip()
         assert config.source is not None and config.source.stem == (config.lr_grid_group or config.name)
@@ -170,6 +171,25 @@ def test_qwen3_vl_extension_configs(shipped: dict[str, ExperimentConfig]) -> Non
             "lite": (True, True),
         }[name.rsplit("-", 1)[1]]
         assert config.baseline in (None, "x-qwen3-8b-32f128-base")
+
+
+def test_qwen3_5_extension_configs(shipped: dict[str, ExperimentConfig]) -> None:
+    """Not in the paper: Qwen3.5-9B baseline / V-Reason / Lite, 128 tokens per frame, thinking off."""
+    rows = {n: c for n, c in shipped.items() if n.startswith("x-qwen3.5-")}
+    assert sorted(rows) == [f"x-qwen3.5-9b-32f128-{v}" for v in ("base", "lite", "vreason")]
+    for name, config in rows.items():
+        args = config.backend_args
+        assert config.model == "qwen3_5_vreason" and args.pretrained == "Qwen/Qwen3.5-9B"
+        assert config.reproduces.startswith("Extension:") and dict(config.paper) == {}
+        assert args.max_frames == 32 and args.nframes is None
+        assert args.min_pixels == args.max_pixels == 128 * 32 * 32
+        assert args.enable_thinking is False and list(config.tasks) == ALL_TASKS
+        assert (args.vreason, args.lite) == {
+            "base": (False, False),
+            "vreason": (True, False),
+            "lite": (True, True),
+        }[name.rsplit("-", 1)[1]]
+        assert config.baseline in (None, "x-qwen3.5-9b-32f128-base")
 
 
 def test_shipped_baselines_exist(shipped: dict[str, ExperimentConfig]) -> None:

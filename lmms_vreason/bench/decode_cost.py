@@ -4,7 +4,10 @@ and what a one-pass lr grid costs against one single-lr decode, in one process.
 Default: the CPU proxy, a synthetic Qwen2.5-VL (8 layers, hidden 512, the real 151,936-row
 vocabulary, 128 video tokens, 64 new tokens, random weights) in float32; ``--family qwen3_vl``
 builds the same shape as a Qwen3-VL (its attention with q/k norms, interleaved M-RoPE, DeepStack,
-patch 16). Timing and memory rules: :mod:`lmms_vreason.bench.measure`.
+patch 16), ``--family qwen3_5`` as a Qwen3.5 (hybrid: every 4th layer full attention, the others
+Gated-DeltaNet linear attention; no DeepStack; its 248,320-row vocabulary). On the CPU, and on CUDA
+without ``flash-linear-attention``/``causal-conv1d``, Qwen3.5's linear layers run transformers'
+reference PyTorch kernels. Timing and memory rules: :mod:`lmms_vreason.bench.measure`.
 
 Prints one JSON object (``--json``) or a table: ``base_ms_per_token``, ``generate_ms_per_token``
 (transformers' ``generate`` on the same input, prefill excluded), ``vreason_k4_ratio``,
@@ -20,7 +23,7 @@ the read bandwidth measured in the same process) and every variant's ``*_over_fl
 compiled plain), ``compiled_base_over_floor`` and ``compile_s`` (what compiling the variants cost).
 
 Example: ``vreason bench --json``, ``vreason bench --shape launch-bound --compile --grid ''``,
-``vreason bench --family qwen3_vl`` or
+``vreason bench --family qwen3_vl``, ``vreason bench --family qwen3_5`` or
 ``vreason bench --model-dir /path/to/Qwen2.5-VL-7B-Instruct --device cuda --dtype bfloat16``
 (a checkpoint of any supported family; its adapter follows its ``model_type``).
 """
@@ -38,14 +41,19 @@ import torch
 
 from lmms_vreason.bench.floor import decode_floor
 from lmms_vreason.bench.measure import Timing, generate_ms_per_token, measure, process_rss
-from lmms_vreason.bench.synthetic import SHAPES, SyntheticShape, synthetic_inputs, synthetic_model
+from lmms_vreason.bench.synthetic import (
+    SHAPES,
+    SYNTHETIC_FAMILIES,
+    SyntheticShape,
+    synthetic_inputs,
+    synthetic_model,
+)
 from lmms_vreason.cli import HelpFormatter, prog
 from lmms_vreason.core.decode import DecodeOutput, decode
 from lmms_vreason.core.settings import PAPER_LR_GRID, GenerationSettings, VReasonSettings
 from lmms_vreason.models import FAMILIES, adapter_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-SYNTHETIC_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 
 
 def grid_of(size: int) -> str:

@@ -15,6 +15,14 @@ from typing import Any
 
 import torch
 
+SYNTHETIC_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "qwen3_5")
+"""Families a synthetic model can be built as (``vreason bench --family``)."""
+DEFAULT_VOCAB = 151_936
+"""Qwen2.5-VL's and Qwen3-VL's embedding rows (the CPU proxy's vocabulary)."""
+QWEN3_5_VOCAB = 248_320
+"""Qwen3.5's embedding rows: a synthetic Qwen3.5 takes them instead of the default 151,936 (its LM
+head then weighs what the released one does)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class SyntheticShape:
@@ -29,7 +37,7 @@ class SyntheticShape:
     """Attention heads; default ``hidden // 64``."""
     kv_heads: int | None = None
     """KV heads; default a quarter of the heads (GQA, as the released models)."""
-    vocab: int = 151_936
+    vocab: int = DEFAULT_VOCAB
     mrope_section: tuple[int, int, int] | None = None
     vision_depth: int = 1
     vision_hidden: int = 64
@@ -38,12 +46,21 @@ class SyntheticShape:
     fullatt_blocks: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
-        if self.family not in ("qwen2_5_vl", "qwen3_vl"):
-            raise ValueError(f"no synthetic {self.family!r} model; families: qwen2_5_vl, qwen3_vl")
+        if self.family not in SYNTHETIC_FAMILIES:
+            raise ValueError(f"no synthetic {self.family!r} model; families: {', '.join(SYNTHETIC_FAMILIES)}")
+        if self.family == "qwen3_5" and self.layers % 4:
+            raise ValueError(
+                f"a synthetic qwen3_5 needs layers divisible by 4 (every 4th is full attention), got {self.layers}"
+            )
+
+    @property
+    def vocab_size(self) -> int:
+        """Embedding rows built: ``vocab``, or Qwen3.5's 248,320 where a qwen3_5 keeps the default."""
+        return QWEN3_5_VOCAB if self.family == "qwen3_5" and self.vocab == DEFAULT_VOCAB else self.vocab
 
     @property
     def label(self) -> str:
-        return f"synthetic {self.family} {self.layers}L/{self.hidden}h/{self.vocab}v"
+        return f"synthetic {self.family} {self.layers}L/{self.hidden}h/{self.vocab_size}v"
 
 
 CPU_PROXY = SyntheticShape()
@@ -85,6 +102,8 @@ def synthetic_model(
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
+        Qwen3_5Config,
+        Qwen3_5ForConditionalGeneration,
         Qwen3VLConfig,
         Qwen3VLForConditionalGeneration,
     )
@@ -93,7 +112,7 @@ def synthetic_model(
     kv_heads = shape.kv_heads or (max(1, heads // 4) if heads % 4 == 0 else heads)
     head_dim = shape.hidden // heads
     text: dict[str, Any] = {
-        "vocab_size": shape.vocab,
+        "vocab_size": shape.vocab_size,
         "hidden_size": shape.hidden,
         "num_hidden_layers": shape.layers,
         "num_attention_heads": heads,
@@ -106,7 +125,28 @@ def synthetic_model(
         "num_heads": shape.vision_heads,
         "out_hidden_size": shape.hidden,
     }
-    if shape.family == "qwen3_vl":
+    if shape.family == "qwen3_5":  # hybrid: 3 Gated-DeltaNet layers, then 1 full attention, repeated
+        config_cls, model_cls = Qwen3_5Config, Qwen3_5ForConditionalGeneration
+        half = head_dim // 8  # a quarter of each head rotates (released: [11, 11, 10] of 32)
+        w = half * 10 // 32
+        section = shape.mrope_section or (half - w - (half - w) // 2, (half - w) // 2, w)
+        text |= {
+            "intermediate_size": shape.intermediate or shape.hidden * 3,
+            "head_dim": head_dim,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e7,
+                "partial_rotary_factor": 0.25,
+                "mrope_section": list(section),
+                "mrope_interleaved": True,
+            },
+            "linear_key_head_dim": head_dim,
+            "linear_value_head_dim": head_dim,
+            "linear_num_key_heads": max(1, heads // 2),
+            "linear_num_value_heads": heads,
+        }
+        vision |= {"patch_size": 16, "num_position_embeddings": 64}
+    elif shape.family == "qwen3_vl":
         config_cls, model_cls = Qwen3VLConfig, Qwen3VLForConditionalGeneration
         half = head_dim // 2
         section = shape.mrope_section or (half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16)

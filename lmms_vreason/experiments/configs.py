@@ -14,7 +14,7 @@ Schema (see ``model_configs/README.md``)::
     name: t1-7b-32f128-lite               # required; equals the file stem; names the output dir
     reproduces: "Table 1: ..."            # required; the table/row/figure point this run stands for
     paper: {mmvu: 65.0, avg: 51.4, ...}   # paper's numbers (percent); keys of TABLE1_COLUMNS, avg, avg_wo_mra
-    model: qwen2_5_vl_vreason             # optional; a V-Reason backend (qwen3_vl_vreason, qwen2_vl_vreason)
+    model: qwen2_5_vl_vreason             # optional; a V-Reason backend (qwen3_vl_vreason, qwen3_5_vreason, ...)
     model_args: {pretrained: ..., ...}    # checked by lmms_vreason.lmms.args.parse_model_args
     tasks: [mmvu, ...]                    # task names of lmms_vreason.benchmarks
     gen_kwargs: {temperature: 0.3, ...}   # optional overrides of the tasks' generation settings
