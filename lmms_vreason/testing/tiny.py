@@ -122,7 +122,8 @@ class TinySpec:
     vision_depth: int = 2
     vision_hidden: int = 32
     head_dim: int | None = None
-    """Attention head size; ``None``: hidden/heads. Only the Qwen3-style families set it apart."""
+    """Attention head size; ``None``: hidden/heads (Qwen3.5: at least 32). Only the Qwen3-style
+    families set it apart."""
     experts: int = 4
     """Experts per MoE layer (MoE families), two of them routed to per token."""
     init_std: float | None = None
@@ -149,11 +150,17 @@ class TinySpec:
             raise ValueError(f"experts must be >= 2 (two are routed to per token), got {self.experts}")
         if self.attention_head_dim % 8:
             raise ValueError("head_dim must be a multiple of 8 for M-RoPE sections")
+        if self.family in HYBRID and self.attention_head_dim < 32:
+            raise ValueError(f"{self.family} rotates a quarter of each head: head_dim must be >= 32")
         if self.init_std is not None and not self.init_std > 0:
             raise ValueError(f"init_std must be positive, got {self.init_std}")
 
     @property
     def attention_head_dim(self) -> int:
+        if self.head_dim is None and self.family in HYBRID:
+            # Qwen3.5 rotates a quarter of each head over three M-RoPE rows (released: 256, rotary
+            # 64): at hidden/heads = 16 the width row would get no frequency at all.
+            return max(32, self.hidden // self.heads)
         return self.head_dim or self.hidden // self.heads
 
     @property
@@ -536,7 +543,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--layers", type=int, default=TinySpec.layers, help="decoder layers")
     parser.add_argument("--hidden", type=int, default=TinySpec.hidden, help="hidden size")
-    parser.add_argument("--head-dim", type=int, default=None, help="attention head size (qwen3_vl only)")
+    parser.add_argument(
+        "--head-dim", type=int, default=None, help="attention head size (the Qwen3-VL and Qwen3.5 families)"
+    )
     parser.add_argument(
         "--init-std", type=float, default=None, help="std of the random weights (default 0.02)"
     )
