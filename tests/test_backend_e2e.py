@@ -314,3 +314,64 @@ def test_video_tokens_follow_video_r1s_rules_for_clips_of_any_duration_and_size(
     assert sorted(traces) == list(range(len(clips))), proc.stderr[-3000:]
     assert [traces[i].video_tokens_before for i in range(len(clips))] == [c[-1] for c in clips]
     assert "cap_pixels_per_frame" not in proc.stdout + proc.stderr  # set explicitly: no warning
+
+
+@pytest.fixture(scope="module")
+def sensitive_new_family_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny Qwen3.5 and Qwen3-VL-MoE at weight std 0.2 (answers that depend on the input; see
+    ``tiny3_sensitive_model_dir``). The MoE directory's name carries ``A3B``: lmms-eval's ``qwen3_vl``
+    picks its MoE class by that pattern in the checkpoint's name, as in the released ids.
+
+    Qwen3.5's linear layers get a slow decay (``A_log = log 1e-3``; transformers draws ``A`` from
+    [0.01, 16]): with the drawn ones their states forget all but the prompt's last tokens, which the
+    chat template makes the same for every question, and the random model answers every question alike.
+    """
+    import math
+
+    from conftest import load_model
+
+    from lmms_vreason.testing.tiny import TinySpec, build_tiny_model
+
+    root = tmp_path_factory.mktemp("sensitive_new")
+    dirs = {
+        family: build_tiny_model(root / name, TinySpec(family=family, head_dim=32, init_std=0.2))
+        for family, name in (("qwen3_5", "tiny-Qwen3.5"), ("qwen3_vl_moe", "tiny-Qwen3-VL-30B-A3B"))
+    }
+    model = load_model(dirs["qwen3_5"])
+    for layer in model.model.language_model.layers:
+        if layer.block_type == "linear_attention":
+            layer.linear_attn.A_log.data.fill_(math.log(1e-3))
+    model.save_pretrained(dirs["qwen3_5"])
+    return dirs
+
+
+@pytest.mark.parametrize(
+    ("family", "ours_model", "builtin", "builtin_args"),
+    [
+        # lmms-eval's qwen3_5 thinks by default: thinking off on both sides (ours: the default).
+        ("qwen3_5", "qwen3_5_vreason", "qwen3_5", ",enable_thinking=false"),
+        ("qwen3_vl_moe", "qwen3_vl_moe_vreason", "qwen3_vl", ""),
+    ],
+)
+def test_plugin_with_vreason_off_equals_builtin_on_the_new_families(
+    tmp_path, sensitive_new_family_dirs, fixture_data, family, ours_model, builtin, builtin_args
+):
+    """As for Qwen3-VL: same frames (``nframes``; 64x64 fixture frames kept at 64x64), lmms-eval's
+    system prompt given to ours, the tokenizer's stop token as the built-ins stop, greedy."""
+    common = f"pretrained={sensitive_new_family_dirs[family]},device=cpu,{PIXELS_QWEN3}"
+    system = "system_prompt=You are a helpful assistant."
+    ours = run_lmms_eval(
+        tmp_path / "ours",
+        ours_model,
+        f"{common},dtype=bfloat16,nframes=8,vreason=false,stop_tokens=tokenizer,{system}",
+        fixture_data,
+    )
+    theirs = run_lmms_eval(
+        tmp_path / "builtin", builtin, f"{common},device_map=cpu,max_num_frames=8{builtin_args}", fixture_data
+    )
+    a, b = read_samples(tmp_path / "ours"), read_samples(tmp_path / "builtin")
+    assert sorted(a) == sorted(b) == [0, 1, 2], (ours.stderr[-2000:], theirs.stderr[-2000:])
+    for doc_id in a:
+        assert response(a[doc_id]) == response(b[doc_id])
+        assert len(response(a[doc_id])) > 0
+    assert len({response(row) for row in a.values()}) > 1  # the answer depends on the question
