@@ -16,7 +16,8 @@ the text of the ``chat_template`` shipped with ``Qwen/Qwen3-VL-8B-Instruct``, ta
 independent public copies that agree, not yet byte-compared with the hub file.
 
 Usage: ``vreason tiny DIR [--family qwen2_5_vl|qwen3_vl|qwen2_vl] [--vocab small|real] [--seed 0]
-[--layers 4]``.
+[--layers 4]``. ``vreason tiny DIR --trained`` instead writes the shipped Qwen2.5-VL trained on the
+fixture clips (:mod:`lmms_vreason.testing.training`): a tiny model whose answers are right.
 """
 
 from __future__ import annotations
@@ -400,7 +401,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init-std", type=float, default=None, help="std of the random weights (default 0.02)"
     )
+    parser.add_argument(
+        "--trained",
+        action="store_true",
+        help="write the shipped checkpoint trained on the fixture clips (the shape options do not apply)",
+    )
     args = parser.parse_args(argv)
+    if args.trained:
+        from lmms_vreason.testing.training import write_trained
+
+        shaped = [
+            a
+            for a in ("family", "vocab", "seed", "layers", "hidden", "head_dim", "init_std")
+            if getattr(args, a) != parser.get_default(a)
+        ]
+        if shaped:
+            parser.error(
+                f"--trained writes a fixed checkpoint; drop {', '.join('--' + a.replace('_', '-') for a in shaped)}"
+            )
+        path = write_trained(args.out_dir)
+        print(f"wrote the trained tiny qwen2_5_vl (small vocabulary, fixture clips) to {path}")
+        return
     spec = TinySpec(
         family=args.family,
         vocab=args.vocab,
