@@ -101,7 +101,8 @@ def encode_records(processor: Any, root: Path) -> list[dict[str, Any]]:
     """Every record of the fixture at ``root`` as model inputs, through the backend's media step.
 
     Returns one dict per record: ``input_ids`` (prompt + target + end token), ``labels`` (-100 on the
-    prompt), ``pixel_values_videos`` and ``video_grid_thw``.
+    prompt), and the processor's other outputs (``pixel_values_videos``, ``video_grid_thw``,
+    ``second_per_grid_ts``, ``mm_token_type_ids``).
     """
     import torch
     from lmms_eval.protocol import ChatMessages
@@ -126,14 +127,15 @@ def encode_records(processor: Any, root: Path) -> list[dict[str, Any]]:
             ids = torch.cat([prompt, torch.tensor([*target, end])])
             labels = ids.clone()
             labels[: len(prompt)] = -100
-            examples.append(
-                {
-                    "input_ids": ids,
-                    "labels": labels,
-                    "pixel_values_videos": inputs["pixel_values_videos"],
-                    "video_grid_thw": inputs["video_grid_thw"],
-                }
-            )
+            example = {"input_ids": ids, "labels": labels}
+            # the rest as the backend passes it (token types and the video's seconds per temporal
+            # patch decide the M-RoPE positions); token types extend over the text of the target
+            for key, value in inputs.items():
+                if key == "mm_token_type_ids":
+                    example[key] = torch.cat([value[0], torch.zeros(len(ids) - len(prompt), dtype=value.dtype)])
+                elif key not in ("input_ids", "attention_mask"):
+                    example[key] = value
+            examples.append(example)
     return examples
 
 
@@ -142,19 +144,20 @@ def collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     import torch
 
     width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    padded = {
+        "input_ids": torch.full((len(examples), width), pad_id, dtype=torch.long),
+        "labels": torch.full((len(examples), width), -100, dtype=torch.long),
+        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+    }
+    if "mm_token_type_ids" in examples[0]:
+        padded["mm_token_type_ids"] = torch.zeros((len(examples), width), dtype=torch.long)
     for row, e in enumerate(examples):
         n = len(e["input_ids"])
-        ids[row, :n], labels[row, :n], mask[row, :n] = e["input_ids"], e["labels"], 1
-    return {
-        "input_ids": ids,
-        "labels": labels,
-        "attention_mask": mask,
-        "pixel_values_videos": torch.cat([e["pixel_values_videos"] for e in examples]),
-        "video_grid_thw": torch.cat([e["video_grid_thw"] for e in examples]),
-    }
+        padded["attention_mask"][row, :n] = 1
+        for key in padded.keys() - {"attention_mask"}:
+            padded[key][row, :n] = e[key]
+    stacked = {k: torch.cat([e[k] for e in examples]) for k in examples[0] if k not in padded}
+    return {**padded, **stacked}
 
 
 def train_tiny(out_dir: str | Path, spec: TrainSpec | None = None, log_every: int = 50) -> Path:
