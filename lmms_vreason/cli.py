@@ -44,6 +44,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "write a tiny random-weight Qwen2.5-VL, Qwen3-VL or Qwen2-VL checkpoint",
     ),
     "fixtures": ("lmms_vreason.testing.fixtures", "write the synthetic fixture benchmark"),
+    "train-tiny": (
+        "lmms_vreason.testing.training",
+        "train the tiny Qwen2.5-VL on fixture clips (how the shipped trained checkpoint was made)",
+    ),
 }
 """Subcommand -> (module with ``main(argv)``, one-line summary)."""
 

@@ -40,6 +40,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "demo",
         "tiny",
         "fixtures",
+        "train-tiny",
     }
     for name in SUBCOMMANDS:
         assert f"\n  {name} " in out

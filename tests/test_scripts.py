@@ -27,7 +27,12 @@ from lmms_vreason.testing.fixtures import make_fixture_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "scripts").rglob("*") if p.is_file() and p.suffix != ".md")
-OURS = ("reproduce_table1.sh", "slurm/multinode.sbatch", "slurm/single_node.sbatch")
+OURS = (
+    "reproduce_table1.sh",
+    "ci_accuracy_gate.sh",
+    "slurm/multinode.sbatch",
+    "slurm/single_node.sbatch",
+)
 LAUNCHERS = ("vreason", "lmms-eval", "accelerate", "srun", "sbatch", "torchrun", "scontrol")
 """Commands a dry run must not start (shims on PATH record any call)."""
 
@@ -258,3 +263,50 @@ def test_readme_script_invocations_dry_run(tmp_path: Path, vreason: str, fixture
         assert proc.returncode == 0 and _printed(proc.stdout), line + "\n" + proc.stdout + proc.stderr
         if assigned.get("GPUS"):
             assert f"--num-processes {assigned['GPUS']}" in proc.stdout
+
+
+def test_accuracy_gate_dry_run_plans_the_recipe_and_its_commands_run(tmp_path: Path, vreason: str) -> None:
+    from lmms_vreason.analysis.compare import build_parser
+    from lmms_vreason.lmms.args import parse_model_args
+    from lmms_vreason.testing.demo import BACKEND, model_args
+
+    script = ROOT / "scripts" / "ci_accuracy_gate.sh"
+    env = {**os.environ, "VREASON": vreason, "BASELINE": str(tmp_path / "base"), "WORK": str(tmp_path / "w")}
+    commands = [
+        shlex.split(line) for line in _printed(_bash(script, "--dry-run", env=env, cwd=tmp_path).stdout)
+    ]
+    assert [c[1] if c[0] == vreason else c[0] for c in commands] == [
+        "tiny",
+        "fixtures",
+        "rm",
+        "export",
+        "lmms-eval",
+        "mkdir",  # no baseline yet: this run becomes it
+        "cp",
+    ]
+    for command in commands[:2]:  # the trained model and the held-out fixture, written for real
+        _check_vreason_command(command, env, tmp_path)
+    assert (tmp_path / "w" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "w" / "data" / "eval_mmvu.json").is_file()
+    lmms = commands[4]
+    assert lmms[lmms.index("--model") + 1] == BACKEND
+    args = dict(item.split("=", 1) for item in lmms[lmms.index("--model_args") + 1].split(","))
+    parse_model_args(args)  # names and values the backend accepts
+    demo = dict(item.split("=", 1) for item in model_args(Path(args["pretrained"]), vreason=False).split(","))
+    assert args.items() <= demo.items()  # the demo's frame/pixel budget and base decoding
+
+    (tmp_path / "base").mkdir()
+    gate = shlex.split(_printed(_bash(script, "--dry-run", env=env, cwd=tmp_path).stdout)[-1])
+    assert gate[:2] == [vreason, "compare"] and gate[2:4] == [
+        str(tmp_path / "base"),
+        str(tmp_path / "w" / "candidate"),
+    ]
+    parsed = build_parser().parse_args(gate[2:])
+    assert parsed.gate and (parsed.margin, parsed.alpha) == (1.0, 0.05)
+
+
+def test_readme_gate_section_calls_the_script() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Gate your CI on accuracy", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:bash|yaml)\n(.*?)```", section, re.S)
+    assert any("scripts/ci_accuracy_gate.sh" in block for block in blocks), section[:500]

@@ -206,3 +206,71 @@ def test_malformed_records_are_refused_when_loaded(change: dict, message: str, t
     }
     with pytest.raises(ValueError, match=message):
         utils.record_to_doc({**record, **change}, tmp_path)
+
+
+# ------------------------------------------------------------------------- --count, --fixed-options, --corrupt
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fixture_script.make_fixture_bench(
+        tmp_path_factory.mktemp("counted"), seed=3, count=3, fixed_options=True
+    )
+
+
+def test_count_writes_k_records_of_each_type_each_with_its_own_clip(counted: Path) -> None:
+    layout = {eval_file: types for _, eval_file, types in fixture_script._LAYOUT}
+    paths = []
+    for eval_file in EVAL_FILES:
+        rows = records(counted, eval_file)
+        per_type: dict[str, int] = {}
+        for row in rows:
+            per_type[row["problem_type"]] = per_type.get(row["problem_type"], 0) + 1
+            assert (counted / row["path"]).is_file()
+        assert per_type == dict.fromkeys(layout[eval_file], 3), eval_file
+        paths += [row["path"] for row in rows]
+    assert len(set(paths)) == len(paths)  # one clip per record
+    assert len(list(counted.glob("Evaluation/*/*.mp4"))) == len(paths)
+
+
+def test_fixed_options_keep_one_order_per_question_kind(counted: Path) -> None:
+    mc = [r for f in EVAL_FILES for r in records(counted, f) if r["problem_type"] == "multiple choice"]
+    by_kind: dict[str, set[tuple[str, ...]]] = {}
+    for row in mc:
+        by_kind.setdefault(row["problem"], set()).add(tuple(row["options"]))
+    assert by_kind == {
+        "In which direction do the squares move?": {("A. down", "B. left", "C. right", "D. up")},
+        "What colour are the moving squares?": {("A. blue", "B. green", "C. red", "D. yellow")},
+        "How many squares are there?": {("A. 1", "B. 2", "C. 3", "D. 4")},
+    }
+    assert len({r["solution"] for r in mc}) > 1  # the answers still vary
+
+
+def test_corruptions_keep_the_records_and_break_the_clips(tmp_path: Path) -> None:
+    intact = fixture_script.make_fixture_bench(tmp_path / "intact", seed=5, count=1)
+    broken = {
+        c: fixture_script.make_fixture_bench(tmp_path / c, seed=5, count=1, corrupt=c)
+        for c in ("reversed", "blank")
+    }
+    for root in broken.values():
+        assert all((root / f).read_bytes() == (intact / f).read_bytes() for f in EVAL_FILES)
+    video = records(intact, "eval_mmvu.json")[0]["path"]
+    frames = {
+        name: decord.VideoReader(str(root / video))
+        .get_batch(list(range(fixture_script.FRAMES)))
+        .asnumpy()
+        .astype(int)
+        for name, root in {"intact": intact, **broken}.items()
+    }
+    # reversed: frame t is the intact clip's frame T-1-t (up to the codec's error)
+    flipped = abs(frames["reversed"] - frames["intact"][::-1]).mean()
+    assert flipped < 2 and 4 * flipped < abs(frames["reversed"] - frames["intact"]).mean()
+    saturation = {name: (f.max(axis=3) - f.min(axis=3) > 80).sum() for name, f in frames.items()}
+    assert saturation["blank"] == 0 < saturation["intact"]  # no coloured square left
+
+
+def test_bad_count_and_corruption_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="count must be at least 1"):
+        fixture_script.make_fixture_bench(tmp_path, count=0)
+    with pytest.raises(ValueError, match="reversed, blank"):
+        fixture_script.make_fixture_bench(tmp_path, corrupt="shuffled")

@@ -164,3 +164,16 @@ def test_real_vocabulary_has_qwen3_5_layout_and_tokenizes_as_the_released_tokeni
     ):
         assert tok(text).input_ids == released.encode(text)
         assert tok.decode(tok(text).input_ids) == text
+
+
+def test_cli_trained_writes_the_shipped_checkpoint_and_refuses_shape_options(tmp_path):
+    from lmms_vreason.testing.training import shipped_checkpoint
+
+    out = tmp_path / "trained"
+    run = [sys.executable, "-m", "lmms_vreason.cli", "tiny", str(out), "--trained"]
+    subprocess.run(run, check=True, capture_output=True)
+    shipped = shipped_checkpoint()
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in shipped.iterdir())
+    assert all((out / p.name).read_bytes() == p.read_bytes() for p in shipped.iterdir())
+    refused = subprocess.run([*run, "--layers", "2"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "drop --layers" in refused.stderr

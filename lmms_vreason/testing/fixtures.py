@@ -47,6 +47,10 @@ _LAYOUT: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("TempCompass", "eval_tempcompass.json", {"multiple choice": 3}),
     ("Video-MME", "eval_videomme.json", {"multiple choice": 6}),
 )
+CORRUPTIONS = ("reversed", "blank")
+"""Broken pipelines an accuracy gate must catch: ``reversed`` writes every clip's frames in reverse
+time order (the direction answers flip, nothing else changes); ``blank`` writes the background
+without the squares (the video carries no answer: every question falls to chance)."""
 _DURATIONS = ("short", "short", "medium", "medium", "long", "long")
 
 
@@ -74,11 +78,13 @@ def _random_clip(rng: random.Random) -> Clip:
     )
 
 
-def _frames(clip: Clip, rng: random.Random) -> np.ndarray:
+def _frames(clip: Clip, rng: random.Random, corrupt: str | None = None) -> np.ndarray:
     """``FRAMES`` RGB frames of ``SIZE`` x ``SIZE``: the clip's squares moving over a grey ramp.
 
     The squares move one pixel per frame along parallel lanes, starting ``_MARGIN`` pixels from the
-    edge they leave, so they stay inside the frame for the whole clip.
+    edge they leave, so they stay inside the frame for the whole clip. ``corrupt`` (see
+    :data:`CORRUPTIONS`) breaks the clip after the same draws from ``rng``, so the records and their
+    answers are those of the intact clip.
     """
     shade = rng.randint(90, 150)
     ramp = np.linspace(-20, 20, SIZE).astype(np.int16)
@@ -91,8 +97,9 @@ def _frames(clip: Clip, rng: random.Random) -> np.ndarray:
         along = _MARGIN + t if dx + dy > 0 else far - t
         for lane in lanes:
             x, y = (along, lane) if dx else (lane, along)
-            frames[t, y : y + clip.side, x : x + clip.side] = _COLOURS[clip.colour]
-    return frames
+            if corrupt != "blank":
+                frames[t, y : y + clip.side, x : x + clip.side] = _COLOURS[clip.colour]
+    return frames[::-1].copy() if corrupt == "reversed" else frames
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = FPS) -> None:
@@ -111,9 +118,16 @@ def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = FPS) -> No
         container.mux(stream.encode())
 
 
-def _multiple_choice(rng: random.Random, question: str, truth: str, distractors: list[str]) -> dict[str, Any]:
-    choices = [truth, *rng.sample(distractors, k=min(3, len(distractors)))]
-    rng.shuffle(choices)
+def _multiple_choice(
+    rng: random.Random, question: str, truth: str, distractors: list[str], fixed: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """A lettered multiple-choice record: the truth and three distractors in random order, or, with
+    ``fixed``, those options in that order (the same for every record of the question kind)."""
+    if fixed is None:
+        choices = [truth, *rng.sample(distractors, k=min(3, len(distractors)))]
+        rng.shuffle(choices)
+    else:
+        choices = list(fixed)
     letters = [chr(ord("A") + i) for i in range(len(choices))]
     return {
         "problem": question,
@@ -123,18 +137,39 @@ def _multiple_choice(rng: random.Random, question: str, truth: str, distractors:
     }
 
 
-def _question(rng: random.Random, clip: Clip, problem_type: str, index: int) -> dict[str, Any]:
+MC_KINDS = ("direction", "colour", "count")
+"""The multiple-choice question kinds, asked in turn (record ``i`` of a type asks kind ``i % 3``)."""
+MC_QUESTIONS = {
+    "direction": "In which direction do the squares move?",
+    "colour": "What colour are the moving squares?",
+    "count": "How many squares are there?",
+}
+"""Only the direction question needs the frames in order; reversing the clip flips its answer."""
+FIXED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "direction": tuple(sorted(_DIRECTIONS)),
+    "colour": tuple(sorted(_COLOURS)),
+    "count": ("1", "2", "3", "4"),
+}
+"""The options of each multiple-choice kind with ``fixed_options`` (chance 25 %; 1-3 squares, so
+"4" is never right). The trained tiny model is trained and evaluated with these: learning to read
+shuffled options is a pointer task a minutes-long CPU training does not reach."""
+
+
+def _question(
+    rng: random.Random, clip: Clip, problem_type: str, index: int, fixed_options: bool = False
+) -> dict[str, Any]:
     """A question about ``clip`` whose answer the clip shows (``index`` varies the question asked)."""
     if problem_type == "multiple choice":
-        kind = index % 3
-        if kind == 0:
+        kind = MC_KINDS[index % 3]
+        fixed = FIXED_OPTIONS[kind] if fixed_options else None
+        if kind == "direction":
             others = [d for d in _DIRECTIONS if d != clip.direction]
-            return _multiple_choice(rng, "In which direction do the squares move?", clip.direction, others)
-        if kind == 1:
+            return _multiple_choice(rng, MC_QUESTIONS[kind], clip.direction, others, fixed)
+        if kind == "colour":
             others = [c for c in _COLOURS if c != clip.colour]
-            return _multiple_choice(rng, "What colour are the moving squares?", clip.colour, others)
+            return _multiple_choice(rng, MC_QUESTIONS[kind], clip.colour, others, fixed)
         others = [str(n) for n in range(1, 6) if n != clip.count]
-        return _multiple_choice(rng, "How many squares are there?", str(clip.count), others)
+        return _multiple_choice(rng, MC_QUESTIONS[kind], str(clip.count), others, fixed)
     if problem_type == "numerical":
         question, answer = (
             ("How many squares are in the video?", str(clip.count))
@@ -162,20 +197,45 @@ def _question(rng: random.Random, clip: Clip, problem_type: str, index: int) -> 
     raise ValueError(f"no fixture questions of type {problem_type!r}")
 
 
-def make_fixture_bench(out_dir: str | Path, seed: int = 0, missing_video: bool = False) -> Path:
-    """Write the fixture benchmark into ``out_dir`` (created if needed) and return ``out_dir``."""
+def make_fixture_bench(
+    out_dir: str | Path,
+    seed: int = 0,
+    missing_video: bool = False,
+    count: int | None = None,
+    fixed_options: bool = False,
+    corrupt: str | None = None,
+) -> Path:
+    """Write the fixture benchmark into ``out_dir`` (created if needed) and return ``out_dir``.
+
+    ``count=None`` (the default layout): one clip per benchmark and the few records of
+    :data:`_LAYOUT` about it. ``count=K``: K records of each of the benchmark's problem types, each
+    with its own clip (``Evaluation/<Benchmark>/clip_<problem_id>.mp4``), so that an accuracy over
+    the fixture is an accuracy over clips. ``corrupt`` (one of :data:`CORRUPTIONS`) writes broken
+    clips under the same records, answers and doc ids as the intact fixture of that seed.
+    """
+    if count is not None and count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if corrupt is not None and corrupt not in CORRUPTIONS:
+        raise ValueError(f"corrupt must be one of {', '.join(CORRUPTIONS)}, got {corrupt!r}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     for folder, eval_file, counts in _LAYOUT:
-        clip = _random_clip(rng)
-        video = f"./Evaluation/{folder}/clip.mp4"
-        write_video(root / video, _frames(clip, rng))
+        shared = None
+        if count is None:
+            shared = _random_clip(rng)
+            video = f"./Evaluation/{folder}/clip.mp4"
+            write_video(root / video, _frames(shared, rng, corrupt))
         records = []
-        for problem_type, count in counts.items():
-            for index in range(count):
+        for problem_type, legacy in counts.items():
+            for index in range(legacy if count is None else count):
                 record = {"problem_id": len(records) + 1, "data_type": "video"}
-                record.update(_question(rng, clip, problem_type, index))
+                clip = shared
+                if clip is None:
+                    clip = _random_clip(rng)
+                    video = f"./Evaluation/{folder}/clip_{record['problem_id']}.mp4"
+                    write_video(root / video, _frames(clip, rng, corrupt))
+                record.update(_question(rng, clip, problem_type, index, fixed_options))
                 record.update({"process": "", "path": video, "data_source": "synthetic fixture"})
                 if eval_file == "eval_videomme.json":
                     record["duration"] = _DURATIONS[len(records) % len(_DURATIONS)]
@@ -197,8 +257,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--missing-video", action="store_true", help=f"first MMVU record points at {MISSING_VIDEO}"
     )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="K records of each problem type per benchmark, each with its own clip "
+        "(default: the small layout, one clip per benchmark)",
+    )
+    parser.add_argument(
+        "--fixed-options",
+        action="store_true",
+        help="the same option order for every record of a multiple-choice kind (the trained tiny model's)",
+    )
+    parser.add_argument(
+        "--corrupt", choices=CORRUPTIONS, default=None, help="write broken clips (to test an accuracy gate)"
+    )
     args = parser.parse_args(argv)
-    root = make_fixture_bench(args.out_dir, seed=args.seed, missing_video=args.missing_video)
+    root = make_fixture_bench(
+        args.out_dir,
+        seed=args.seed,
+        missing_video=args.missing_video,
+        count=args.count,
+        fixed_options=args.fixed_options,
+        corrupt=args.corrupt,
+    )
     print(f"wrote the fixture benchmark to {root}; run with VREASON_EVAL_ROOT={root.resolve()}")
 
 

@@ -26,7 +26,9 @@ generation prompt adds Qwen3.5's think block, ``<think>\n`` (thinking, the check
 an empty ``<think>\n\n</think>\n\n`` with ``enable_thinking=False``. Qwen3-VL-MoE uses Qwen3-VL's.
 
 Usage: ``vreason tiny DIR [--family qwen2_5_vl|qwen3_vl|qwen2_vl|qwen3_vl_moe|qwen3_5|qwen3_5_moe]
-[--vocab small|real] [--seed 0] [--layers 4]``.
+[--vocab small|real] [--seed 0] [--layers 4]``. ``vreason tiny DIR --trained`` instead writes the shipped
+Qwen2.5-VL trained on the fixture clips (:mod:`lmms_vreason.testing.training`): a tiny model whose
+answers are right.
 """
 
 from __future__ import annotations
@@ -549,7 +551,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init-std", type=float, default=None, help="std of the random weights (default 0.02)"
     )
+    parser.add_argument(
+        "--trained",
+        action="store_true",
+        help="write the shipped checkpoint trained on the fixture clips (the shape options do not apply)",
+    )
     args = parser.parse_args(argv)
+    if args.trained:
+        from lmms_vreason.testing.training import write_trained
+
+        shaped = [
+            a
+            for a in ("family", "vocab", "seed", "layers", "hidden", "head_dim", "init_std")
+            if getattr(args, a) != parser.get_default(a)
+        ]
+        if shaped:
+            parser.error(
+                f"--trained writes a fixed checkpoint; drop {', '.join('--' + a.replace('_', '-') for a in shaped)}"
+            )
+        path = write_trained(args.out_dir)
+        print(f"wrote the trained tiny qwen2_5_vl (small vocabulary, fixture clips) to {path}")
+        return
     spec = TinySpec(
         family=args.family,
         vocab=args.vocab,
