@@ -46,7 +46,7 @@ def test_training_is_bit_identical_for_a_seed_and_moves_with_it(short_runs: dict
 def test_training_moves_every_weight_from_its_initial_value(
     short_runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    init = _weights(T.build_tiny_model(tmp_path / "init", T.TRAINED_SPEC))
+    init = _weights(T.initial_model(tmp_path / "init"))
     trained = _weights(short_runs["a"])
     unchanged = [k for k in init if torch.equal(init[k], trained[k])]
     assert not unchanged
@@ -57,7 +57,7 @@ def test_examples_are_the_backends_prompt_then_the_target(tmp_path: Path) -> Non
     only on ``<think>..</think><answer>..</answer><|im_end|>``."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(T.build_tiny_model(tmp_path / "m", T.TRAINED_SPEC))
+    processor = AutoProcessor.from_pretrained(T.initial_model(tmp_path / "m"))
     data = make_fixture_bench(tmp_path / "d", seed=4, count=1, fixed_options=True)
     examples = T.encode_records(processor, data)
     rows = [r for f in sorted(data.glob("eval_*.json")) for r in json.loads(f.read_text())]
@@ -114,3 +114,33 @@ def test_the_shipped_checkpoint_is_small_loads_and_was_made_by_the_recorded_comm
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(copy)
     AutoProcessor.from_pretrained(copy)
     assert model.config.text_config.hidden_size == T.TRAINED_SPEC.hidden
+
+
+def test_the_vocabulary_has_every_protocol_word_whole_and_spells_anything_else(tmp_path: Path) -> None:
+    """Each prompt and target word is one token (Qwen2's split), text outside the protocol falls back
+    to bytes, and every text decodes back to itself."""
+    from transformers import AutoProcessor
+
+    tok = AutoProcessor.from_pretrained(T.initial_model(tmp_path / "m")).tokenizer
+    words = T.protocol_words(
+        T.read_records(make_fixture_bench(tmp_path / "d", seed=7, count=3, fixed_options=True))
+    )
+    assert " squares" in words and " pondering" in words and " yellow" in words
+    for word in words:
+        assert len(tok(word, add_special_tokens=False).input_ids) == 1, word
+    row = T.read_records(tmp_path / "d")[0]
+    prompt = build_prompt(row["problem"], row["problem_type"], row["options"])
+    ids = tok(prompt, add_special_tokens=False).input_ids
+    assert len(ids) < len(prompt.encode()) / 3  # whole words, not bytes
+    assert tok.decode(ids) == prompt
+    outside = "Zebras jump: 1234 naïve!"
+    spelled = tok(outside, add_special_tokens=False).input_ids
+    assert tok.decode(spelled) == outside and len(spelled) > len(outside.split())
+    assert tok.convert_ids_to_tokens(tok("<|im_end|>").input_ids) == ["<|im_end|>"]
+
+
+def test_vocabulary_words_are_refused_where_they_do_not_apply(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="small vocabulary only"):
+        T.build_tiny_model(tmp_path / "r", T.TinySpec(vocab="real"), words=(" squares",))
+    with pytest.raises(ValueError, match="distinct and longer than one byte"):
+        T.build_tiny_model(tmp_path / "s", T.TRAINED_SPEC, words=("a",))

@@ -37,6 +37,7 @@ import argparse
 import importlib.util
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -278,18 +279,40 @@ def _qwen3_5_tokenizer_json(tokens: tuple[str, ...]) -> dict:
     return data
 
 
-def _small_tokenizer_json(tokens: tuple[str, ...]) -> dict:
+def _small_tokenizer_json(tokens: tuple[str, ...], words: Sequence[str] = ()) -> dict:
+    """256 byte tokens, then ``words`` (whole pieces, looked up before any merge), then ``tokens``.
+
+    With ``words`` the text is first split as Qwen2's tokenizer splits it (words with their leading
+    space, single digits, punctuation runs), and a piece that is in the vocabulary is one token
+    (``ignore_merges``, tiktoken's rule); any other piece falls back to its bytes.
+    """
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
     alphabet = _byte_level_alphabet()
     vocab = {ch: i for i, ch in enumerate(alphabet)}
-    added = [_added_token(256 + i, tok) for i, tok in enumerate(tokens)]
+    for word in words:
+        piece = "".join(alphabet[b] for b in word.encode("utf-8"))
+        if len(word.encode("utf-8")) < 2 or piece in vocab:
+            raise ValueError(f"vocabulary words must be distinct and longer than one byte, got {word!r}")
+        vocab[piece] = len(vocab)
+    added = [_added_token(len(vocab) + i, tok) for i, tok in enumerate(tokens)]
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    pretokenizers: list[dict] = [byte_level]
+    if words:
+        split = {
+            "type": "Split",
+            "pattern": {"Regex": PRETOKENIZE_REGEX},
+            "behavior": "Isolated",
+            "invert": False,
+        }
+        pretokenizers.insert(0, split)
     return {
         "version": "1.0",
         "truncation": None,
         "padding": None,
         "added_tokens": added,
         "normalizer": {"type": "NFC"},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [byte_level]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": pretokenizers},
         "post_processor": None,
         "decoder": byte_level,
         "model": {
@@ -300,7 +323,7 @@ def _small_tokenizer_json(tokens: tuple[str, ...]) -> dict:
             "end_of_word_suffix": "",
             "fuse_unk": False,
             "byte_fallback": False,
-            "ignore_merges": False,
+            "ignore_merges": bool(words),
             "vocab": vocab,
             "merges": [],
         },
@@ -471,8 +494,13 @@ def _media_processors(family: str) -> dict:
     }
 
 
-def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
-    """Write a tiny checkpoint of ``spec.family`` to ``out_dir``; loads with ``from_pretrained(out_dir)``."""
+def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None, *, words: Sequence[str] = ()) -> Path:
+    """Write a tiny checkpoint of ``spec.family`` to ``out_dir``; loads with ``from_pretrained(out_dir)``.
+
+    ``words`` (small vocabulary only) adds whole-word tokens: the trained tiny model's vocabulary of
+    the protocol's words (:func:`lmms_vreason.testing.training.protocol_words`), which makes its
+    prompts ~5x shorter than bytes.
+    """
     import torch
     from transformers import GenerationConfig, PreTrainedTokenizerFast
 
@@ -482,8 +510,10 @@ def build_tiny_model(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     config_cls, model_cls, processor_cls = _model_and_processor_classes(spec.family)
 
     tokens = spec.special_tokens
+    if words and spec.vocab != "small":
+        raise ValueError("words extend the small vocabulary only")
     if spec.vocab == "small":
-        tok_json = _small_tokenizer_json(tokens)
+        tok_json = _small_tokenizer_json(tokens, words)
     elif spec.family in HYBRID:
         tok_json = _qwen3_5_tokenizer_json(tokens)
     else:

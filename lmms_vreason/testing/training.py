@@ -68,12 +68,12 @@ _REASONING = {
 class TrainSpec:
     """One training run; every field goes into the log, and the result depends only on them."""
 
-    steps: int = 1500
-    batch: int = 8
+    steps: int = 5000
+    batch: int = 16
     lr: float = 2e-3
     warmup: int = 50
     weight_decay: float = 0.01
-    count: int = 60
+    count: int = 250
     """Fixture ``--count`` of the training data (records per problem type per benchmark)."""
     data_seed: int = TRAIN_DATA_SEED
     seed: int = 0
@@ -95,6 +95,45 @@ def target_text(record: dict[str, Any]) -> str:
     except KeyError:
         raise ValueError(f"no reasoning for the question {record['problem']!r}") from None
     return f"<think>{sentence}</think><answer>{answer}</answer>"
+
+
+def read_records(root: Path) -> list[dict[str, Any]]:
+    """The records of every ``eval_*.json`` of the fixture at ``root``, in file order."""
+    return [r for f in sorted(root.glob("eval_*.json")) for r in json.loads(f.read_text(encoding="utf-8"))]
+
+
+def protocol_words(records: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Every multi-byte piece, split as Qwen2's tokenizer splits text, of what the model reads and
+    writes: the chat template's own text, each record's prompt (Video-R1 template and type suffix)
+    and its target. Whole-word tokens make a prompt ~180 tokens instead of ~800 bytes, which makes
+    training 4x cheaper and lets 16 video tokens stand out among the prompt's."""
+    import regex
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    from lmms_vreason.tasks.utils import build_prompt
+
+    texts = ["system\nYou are a helpful assistant.", "user\n", "assistant\n"]
+    for record in records:
+        texts += [
+            build_prompt(record["problem"], record["problem_type"], record["options"]),
+            target_text(record),
+        ]
+    return tuple(
+        sorted({p for t in texts for p in regex.findall(PRETOKENIZE_REGEX, t) if len(p.encode()) > 1})
+    )
+
+
+def initial_model(out_dir: Path) -> Path:
+    """The untrained model: :data:`TRAINED_SPEC` with the words of the protocol's texts.
+
+    The words come from a fixture with every question kind (``count=3``: each multiple-choice,
+    numerical and regression question once), so they do not depend on the training run's size;
+    answers are single digits or option words, which every prompt already holds.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        every_question = make_fixture_bench(Path(tmp), seed=TRAIN_DATA_SEED, count=3, fixed_options=True)
+        words = protocol_words(read_records(every_question))
+    return build_tiny_model(out_dir, TRAINED_SPEC, words=words)
 
 
 def encode_records(processor: Any, root: Path) -> list[dict[str, Any]]:
@@ -176,12 +215,12 @@ def train_tiny(out_dir: str | Path, spec: TrainSpec | None = None, log_every: in
     out = Path(out_dir)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        init = build_tiny_model(Path(tmp) / "init", TRAINED_SPEC)
-        processor = AutoProcessor.from_pretrained(init)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
         data = make_fixture_bench(
             Path(tmp) / "data", seed=spec.data_seed, count=spec.count, fixed_options=True
         )
+        init = initial_model(Path(tmp) / "init")
+        processor = AutoProcessor.from_pretrained(init)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
         examples = encode_records(processor, data)
     pad_id = processor.tokenizer.pad_token_id
     torch.manual_seed(spec.seed)
