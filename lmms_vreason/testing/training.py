@@ -2,7 +2,8 @@
 
 A random-weight model answers nothing, so an offline run proves only the plumbing. This trainer
 teaches the tiny checkpoint of :mod:`lmms_vreason.testing.tiny` (real Qwen2.5-VL architecture and
-processor, ``small`` byte-level vocabulary) the synthetic clips of :mod:`lmms_vreason.testing.fixtures`:
+processor, the ``small`` byte-level vocabulary plus the protocol's words, :func:`protocol_words`) the
+synthetic clips of :mod:`lmms_vreason.testing.fixtures`:
 direction of motion (needs the frames in order), colour, number of squares, square size.
 
 What the model sees is what the backend gives it in a run: each training record goes through the
@@ -18,7 +19,7 @@ seeds below it (the demo and the tests use :data:`EVAL_SEED`). The run is determ
 weights were trained with the default).
 
 Usage: ``vreason train-tiny OUT_DIR [--steps N] [--threads 2]``; the shipped checkpoint
-(:data:`SHIPPED`, written by ``vreason tiny DIR --trained``) was made with :data:`SHIPPED_COMMAND`,
+(:func:`shipped_checkpoint`, copied by ``vreason tiny DIR --trained``) was made with :data:`SHIPPED_COMMAND`,
 its log is ``training_log.json`` beside the weights.
 """
 
@@ -49,7 +50,7 @@ a 64x64 clip becomes 8 frames of 56x56, 16 video tokens."""
 SHIPPED_COMMAND = "vreason train-tiny lmms_vreason/testing/trained"
 """The command that wrote the shipped checkpoint (run from the repository root, default options)."""
 TRAINED_SPEC = TinySpec(vocab="small", seed=0, layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128)
-"""Shape of the trained model (about a million parameters, 4 MB in float32)."""
+"""Shape of the trained model (about 216k parameters, 0.9 MB in float32)."""
 
 _REASONING = {
     MC_QUESTIONS["direction"]: "The squares move {}.",
@@ -153,30 +154,27 @@ def encode_records(processor: Any, root: Path) -> list[dict[str, Any]]:
     settings = parse_model_args({"pretrained": str(root), **MEDIA_ARGS}).frame_settings()
     end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     examples = []
-    for eval_file in sorted(root.glob("eval_*.json")):
-        for record in json.loads(eval_file.read_text(encoding="utf-8")):
-            doc = {**record, "video": str(root / record["path"])}
-            request = MediaRequest.of(ChatMessages(messages=doc_to_messages(doc)))
-            chunk = prepare_chunk(processor, settings, [request])
-            if chunk.failures:
-                raise RuntimeError(f"{eval_file.name} record {record['problem_id']}: {chunk.failures[0]}")
-            inputs = chunk.inputs
-            target = processor.tokenizer(target_text(record), add_special_tokens=False)["input_ids"]
-            prompt = inputs["input_ids"][0]
-            ids = torch.cat([prompt, torch.tensor([*target, end])])
-            labels = ids.clone()
-            labels[: len(prompt)] = -100
-            example = {"input_ids": ids, "labels": labels}
-            # the rest as the backend passes it (token types and the video's seconds per temporal
-            # patch decide the M-RoPE positions); token types extend over the text of the target
-            for key, value in inputs.items():
-                if key == "mm_token_type_ids":
-                    example[key] = torch.cat(
-                        [value[0], torch.zeros(len(ids) - len(prompt), dtype=value.dtype)]
-                    )
-                elif key not in ("input_ids", "attention_mask"):
-                    example[key] = value
-            examples.append(example)
+    for record in read_records(root):
+        doc = {**record, "video": str(root / record["path"])}
+        request = MediaRequest.of(ChatMessages(messages=doc_to_messages(doc)))
+        chunk = prepare_chunk(processor, settings, [request])
+        if chunk.failures:
+            raise RuntimeError(f"{record['path']}: {chunk.failures[0]}")
+        inputs = chunk.inputs
+        target = processor.tokenizer(target_text(record), add_special_tokens=False)["input_ids"]
+        prompt = inputs["input_ids"][0]
+        ids = torch.cat([prompt, torch.tensor([*target, end])])
+        labels = ids.clone()
+        labels[: len(prompt)] = -100
+        example = {"input_ids": ids, "labels": labels}
+        # the rest as the backend passes it (token types and the video's seconds per temporal
+        # patch decide the M-RoPE positions); token types extend over the text of the target
+        for key, value in inputs.items():
+            if key == "mm_token_type_ids":
+                example[key] = torch.cat([value[0], torch.zeros(len(ids) - len(prompt), dtype=value.dtype)])
+            elif key not in ("input_ids", "attention_mask"):
+                example[key] = value
+        examples.append(example)
     return examples
 
 
