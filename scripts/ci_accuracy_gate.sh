@@ -38,7 +38,7 @@ BASELINE=${BASELINE:-ci/accuracy-baseline}
 WORK=${WORK:-runs/accuracy-gate}
 MODEL=${MODEL:-}
 DATA_DIR=${DATA_DIR:-}
-COUNT=${COUNT:-24}
+COUNT=${COUNT:-36}
 TASKS=${TASKS:-vreason_bench}
 MODEL_ARGS=${MODEL_ARGS:-device=cpu,dtype=float32,max_frames=8,max_pixels=25088,min_pixels=3136,vreason=false}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}

@@ -50,9 +50,12 @@ def batched_delta_rtol(family: str) -> float:
     near zero moves by about lr per update whatever its sign noise. Where a batched row rounds
     differently beyond attention (MoE: batched expert matmuls; hybrid: the chunked delta rule, see
     :func:`batched_logit_atol`) that shows in such elements (seen: 0.2% and 0.6% of the element):
-    1% there, 0 (absolute only) for the other families.
+    1% there. Qwen3-VL's lr-grid rows show it too since transformers 5.25, whose processor drops the
+    outer vision start/end pair around a video's per-frame tokens: on the prompts that gives, one
+    element of 1,152 differed by 0.47% (1.08e-4), while the logits still agreed to 1e-5: 1% there as
+    well. 0 (absolute only) for the other families.
     """
-    return 1e-2 if family in MOE_FAMILIES or family in HYBRID_FAMILIES else 0.0
+    return 1e-2 if family in MOE_FAMILIES or family in HYBRID_FAMILIES or family == "qwen3_vl" else 0.0
 
 
 FAMILIES = tuple(FAMILY_SPECS)

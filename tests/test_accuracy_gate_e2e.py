@@ -25,8 +25,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = "vreason_tempcompass,vreason_mvbench"
-"""Two multiple-choice tasks: 24 records each, a third of them direction questions."""
-COUNT = 24
+"""Two multiple-choice tasks: 36 records each, a third of them direction questions."""
+COUNT = 36
+"""The recipe's default (``scripts/ci_accuracy_gate.sh``): with 12 direction items per task, flipped
+direction answers alone are a significant drop (McNemar p < 0.05), as they are not with 8."""
 
 
 def _shim(folder: Path, name: str, module: str) -> str:
@@ -88,11 +90,13 @@ def test_the_first_run_stores_the_baseline_and_the_trained_model_answers(gate_ru
     rows = _samples(run)
     assert len(rows) == 2 * COUNT
     # Held-out clips, base decoding, through lmms-eval. The shipped model is well above chance (25 %)
-    # but short of the 80 % its issue asks for (measured 50-60 %; README "The trained tiny model"):
-    # the bounds below are what it does, with room for the noise of 16 items per question kind.
-    assert _accuracy(rows) >= 40
+    # on every question kind but short of the 80 % its issue asks for (measured 65 % here; README
+    # "The trained tiny model"): the bounds below are what it does, with room for the noise of 24
+    # items per question kind.
+    assert _accuracy(rows) >= 55
     assert sum(r["parse_failure_rate"] for r in rows) / len(rows) <= 5
-    assert _accuracy(rows, MC_QUESTIONS["direction"]) >= 50  # it reads the frame order
+    for question in MC_QUESTIONS.values():
+        assert _accuracy(rows, question) >= 45, question  # direction: it reads the frame order
 
 
 def test_an_intact_rerun_gives_identical_samples_and_passes_the_gate(gate_runs) -> None:

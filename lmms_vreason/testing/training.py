@@ -49,8 +49,11 @@ MEDIA_ARGS: dict[str, int] = {"max_frames": 8, "max_pixels": 32 * 28 * 28, "min_
 a 64x64 clip becomes 8 frames of 56x56, 16 video tokens."""
 SHIPPED_COMMAND = "vreason train-tiny lmms_vreason/testing/trained"
 """The command that wrote the shipped checkpoint (run from the repository root, default options)."""
-TRAINED_SPEC = TinySpec(vocab="small", seed=0, layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128)
-"""Shape of the trained model (about 216k parameters, 0.9 MB in float32)."""
+TRAINED_SPEC = TinySpec(
+    vocab="small", seed=0, layers=3, hidden=128, heads=4, kv_heads=2, intermediate=256, vision_hidden=64
+)
+"""Shape of the trained model (3.3 MB in float32). Two layers of width 64 and a vision tower of
+width 32 underfit: after 5,000 steps they answered ~60 % of their own training questions."""
 
 _REASONING = {
     MC_QUESTIONS["direction"]: "The squares move {}.",
@@ -69,12 +72,12 @@ _REASONING = {
 class TrainSpec:
     """One training run; every field goes into the log, and the result depends only on them."""
 
-    steps: int = 5000
+    steps: int = 8000
     batch: int = 16
     lr: float = 2e-3
     warmup: int = 50
     weight_decay: float = 0.01
-    count: int = 250
+    count: int = 750
     """Fixture ``--count`` of the training data (records per problem type per benchmark)."""
     data_seed: int = TRAIN_DATA_SEED
     seed: int = 0
