@@ -25,7 +25,7 @@ def short_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "a": T.train_tiny(root / "a", SHORT),
         "b": T.train_tiny(root / "b", SHORT),
-        "seed1": T.train_tiny(root / "seed1", replace(SHORT, seed=1)),
+        "seed1": T.train_tiny(root / "seed1", replace(SHORT, seed=SHORT.seed + 1)),
     }
 
 
