@@ -25,7 +25,7 @@ def short_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "a": T.train_tiny(root / "a", SHORT),
         "b": T.train_tiny(root / "b", SHORT),
-        "seed1": T.train_tiny(root / "seed1", replace(SHORT, seed=SHORT.seed + 1)),
+        "other_seed": T.train_tiny(root / "other_seed", replace(SHORT, seed=SHORT.seed + 1)),
     }
 
 
@@ -34,7 +34,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_training_is_bit_identical_for_a_seed_and_moves_with_it(short_runs: dict[str, Path]) -> None:
-    a, b, other = (_weights(short_runs[k]) for k in ("a", "b", "seed1"))
+    a, b, other = (_weights(short_runs[k]) for k in ("a", "b", "other_seed"))
     assert a.keys() == b.keys() == other.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], other[k]) for k in a)
